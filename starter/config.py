@@ -1,0 +1,42 @@
+"""Configuration from the environment, in one place for every process (worker, API, CLI, dev)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob the product reads; unset servers mean the embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    temporal_address: str | None = None
+    """host:port of a Temporal frontend; unset means the embedded dev server."""
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "account-deletion"
+    temporal_ui_port: int = 8233
+    """Web UI port of the embedded dev server (its gRPC port is 7233)."""
+
+    database_url: str | None = None
+    """PostgreSQL DSN; unset means the embedded PostgreSQL under `data_dir`."""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    api_token: str | None = None
+    """Bearer token the console backend presents; `dev` creates one when unset."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    public_base_url: str | None = None
+    """Where users reach the API (for verification page links); defaults to http://host:port."""
+
+    data_dir: Path = REPO_ROOT / ".data"
+    """Embedded PostgreSQL data, the dev server's SQLite file and the dev API token."""
+
+    log_level: str = "INFO"
+
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"

