@@ -42,7 +42,6 @@ create table verification_challenges (
     challenge_id   uuid primary key,
     account_id     text not null references accounts (account_id),
     workflow_id    text not null,
-    run_id         text not null,
     channel        text not null check (channel in ('email', 'sms')),
     salt           bytea not null,
     code_hash      bytea not null,
@@ -52,10 +51,22 @@ create table verification_challenges (
     consumed_at    timestamptz,
     invalidated_at timestamptz
 );
-create index verification_challenges_run on verification_challenges (workflow_id, run_id);
+create index verification_challenges_workflow on verification_challenges (workflow_id);
 
--- Recipient and body are needed for delivery only: the body never holds a code in clear
--- (see the notifier), and both are cleared once delivered.
+-- Each submitted code is checked once: a retried check returns the recorded outcome
+-- instead of counting the same wrong attempt twice. The code itself is never stored.
+create table verification_attempts (
+    attempt_id     uuid primary key,
+    account_id     text not null references accounts (account_id),
+    challenge_id   uuid not null references verification_challenges (challenge_id),
+    outcome        text not null check (outcome in ('accepted', 'wrong', 'expired', 'locked')),
+    attempts_left  integer not null,
+    checked_at     timestamptz not null default now()
+);
+create index verification_attempts_account on verification_attempts (account_id);
+
+-- Every message sent to a customer. Recipient and body are kept only until delivery; a
+-- verification code is never written here (it is delivered straight from memory).
 create table notification_outbox (
     notification_id  uuid primary key,
     idempotency_key  text not null unique,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = REPO_ROOT / ".data"
     """Embedded PostgreSQL data, the dev server's SQLite file and the dev API token."""
+
+    notifier: Literal["log", "webhook"] = "log"
+    """How codes and confirmations reach customers: the dev console, or an HTTP gateway."""
+    notify_webhook_url: str | None = None
+
+    purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    """Rows per purge transaction: small enough that no transaction holds locks for long."""
+    worker_shutdown_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM the worker lets running activities finish for this long."""
 
     log_level: str = "INFO"
 

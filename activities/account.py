@@ -1,0 +1,266 @@
+"""The account's side of the saga: freeze and its compensation, releasing the identifiers,
+finalizing, and keeping the deletion's row in PostgreSQL in step with the workflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.notify import record_outgoing
+from activities.products import PRODUCTS
+from workflows.models import (
+    AccountRef,
+    DeletionReceipt,
+    FinalizeInput,
+    ProgressRecord,
+    Stage,
+)
+
+ACCOUNT_MISSING = "AccountMissing"
+PURGES_UNFINISHED = "PurgesUnfinished"
+
+
+async def audit(
+    conn: asyncpg.Connection, account_id: str, workflow_id: str, kind: str, **detail: object
+) -> None:
+    """Appends to the audit trail; `detail` holds ids, counts and stages, never PII."""
+    await conn.execute(
+        "insert into audit_events (account_id, workflow_id, kind, detail) values ($1, $2, $3, $4)",
+        account_id,
+        workflow_id,
+        kind,
+        detail,
+    )
+
+
+class AccountActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @activity.defn
+    async def record_progress(self, record: ProgressRecord) -> None:
+        """Upserts the deletion's row; the HTTP API reads it once the run is closed."""
+        info = activity.info()
+        async with self._pool.acquire() as conn, conn.transaction():
+            previous = await conn.fetchval(
+                "select stage from deletions where workflow_id = $1 and run_id = $2 for update",
+                record.workflow_id,
+                record.run_id,
+            )
+            await conn.execute(
+                """
+                insert into deletions (workflow_id, account_id, run_id, stage, requested_by,
+                    pending_tasks, products, closed_at, receipt)
+                values ($1, $2, $3, $4, $5, $6, $7, case when $8 then now() end, $9)
+                on conflict (workflow_id) do update set
+                    run_id = excluded.run_id, stage = excluded.stage,
+                    requested_by = excluded.requested_by,
+                    requested_at = case when deletions.run_id = excluded.run_id
+                                        then deletions.requested_at else now() end,
+                    pending_tasks = excluded.pending_tasks, products = excluded.products,
+                    updated_at = now(),
+                    closed_at = case when $8 then coalesce(
+                        case when deletions.run_id = excluded.run_id then deletions.closed_at end,
+                        now()) end,
+                    receipt = case when deletions.run_id = excluded.run_id
+                                   then coalesce(excluded.receipt, deletions.receipt)
+                                   else excluded.receipt end
+                """,
+                record.workflow_id,
+                record.account_id,
+                record.run_id,
+                record.stage.value,
+                record.requested_by,
+                [task.model_dump(mode="json") for task in record.pending_tasks],
+                {p.product: p.model_dump(mode="json") for p in record.products},
+                record.closed,
+                record.receipt.model_dump(mode="json") if record.receipt else None,
+            )
+            if previous != record.stage.value:
+                await audit(
+                    conn,
+                    record.account_id,
+                    record.workflow_id,
+                    "stage_changed",
+                    stage=record.stage.value,
+                    previous=previous,
+                    pending_tasks=len(record.pending_tasks),
+                    attempt=info.attempt,
+                )
+
+    @activity.defn
+    async def freeze_account(self, ref: AccountRef) -> None:
+        """Sign-in disabled, sessions and API keys revoked, no new purchases (status frozen)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.fetchval(
+                "select status from accounts where account_id = $1 for update", ref.account_id
+            )
+            if status is None:
+                raise ApplicationError("no such account", type=ACCOUNT_MISSING, non_retryable=True)
+            if status == "frozen":
+                return
+            await conn.execute(
+                "update accounts set status = 'frozen', frozen_at = now() where account_id = $1",
+                ref.account_id,
+            )
+            sessions = await conn.execute(
+                "update sessions set revoked_at = now() where account_id = $1 and revoked_at is null",
+                ref.account_id,
+            )
+            keys = await conn.execute(
+                "update api_keys set revoked_at = now() where account_id = $1 and revoked_at is null",
+                ref.account_id,
+            )
+            await audit(
+                conn,
+                ref.account_id,
+                ref.workflow_id,
+                "account_frozen",
+                sessions_revoked=_count(sessions),
+                api_keys_revoked=_count(keys),
+            )
+
+    @activity.defn
+    async def unfreeze_account(self, ref: AccountRef) -> None:
+        """Compensation of freeze. Revoked sessions and keys stay revoked: sign in again."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            updated = await conn.execute(
+                """
+                update accounts set status = 'active', frozen_at = null
+                where account_id = $1 and status = 'frozen'
+                """,
+                ref.account_id,
+            )
+            if _count(updated):
+                await audit(conn, ref.account_id, ref.workflow_id, "account_unfrozen")
+
+    @activity.defn
+    async def release_identifiers(self, ref: AccountRef) -> datetime:
+        """Releases user name, email and phone; refuses while any product's purge is unfinished."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "select 1 from accounts where account_id = $1 for update", ref.account_id
+            )
+            finished = {
+                row["product"]
+                for row in await conn.fetch(
+                    "select product from product_purges where account_id = $1", ref.account_id
+                )
+            }
+            unfinished = sorted({product.name for product in PRODUCTS} - finished)
+            if unfinished:
+                raise ApplicationError(
+                    f"purges unfinished: {', '.join(unfinished)}",
+                    type=PURGES_UNFINISHED,
+                    non_retryable=True,
+                )
+            released_at: datetime | None = await conn.fetchval(
+                "select max(released_at) from identifier_claims where account_id = $1",
+                ref.account_id,
+            )
+            released = await conn.execute(
+                """
+                update identifier_claims set released_at = now(), normalized_value = null
+                where account_id = $1 and released_at is null
+                """,
+                ref.account_id,
+            )
+            if _count(released) or released_at is None:
+                released_at = await conn.fetchval("select now()")
+                await audit(
+                    conn,
+                    ref.account_id,
+                    ref.workflow_id,
+                    "identifiers_released",
+                    claims=_count(released),
+                )
+        assert released_at is not None
+        return released_at
+
+    @activity.defn
+    async def finalize_deletion(self, request: FinalizeInput) -> DeletionReceipt:
+        """Marks the account deleted, closes its record with the receipt, sends a confirmation."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            account = await conn.fetchrow(
+                "select status, email, phone from accounts where account_id = $1 for update",
+                request.account_id,
+            )
+            if account is None:
+                raise ApplicationError("no such account", type=ACCOUNT_MISSING, non_retryable=True)
+            stored = await conn.fetchval(
+                "select receipt from deletions where workflow_id = $1 and stage = $2",
+                request.workflow_id,
+                Stage.DELETED.value,
+            )
+            if account["status"] == "deleted" and stored is not None:
+                return DeletionReceipt.model_validate(stored)
+            released_at = await conn.fetchval(
+                "select max(released_at) from identifier_claims where account_id = $1",
+                request.account_id,
+            )
+            closed_at = await conn.fetchval("select now()")
+            receipt = DeletionReceipt(
+                account_id=request.account_id,
+                workflow_id=request.workflow_id,
+                outcome=Stage.DELETED,
+                requested_by=request.requested_by,
+                requested_at=request.requested_at,
+                closed_at=closed_at,
+                products=request.products,
+                identifiers_released_at=released_at,
+            )
+            channel, recipient = (
+                ("email", account["email"]) if account["email"] else ("sms", account["phone"])
+            )
+            body = (
+                "Your cloud account has been deleted. Its data was purged from "
+                f"{len(request.products)} products; the deletion cannot be undone."
+            )
+            if recipient:
+                # Delivered by the workflow's next activity, from the outbox: the account
+                # row no longer holds the address once this transaction commits.
+                await record_outgoing(
+                    conn,
+                    idempotency_key=f"deleted-{request.workflow_id}",
+                    account_id=request.account_id,
+                    channel=channel,
+                    recipient=recipient,
+                    template="account_deleted",
+                    body=body,
+                )
+            await conn.execute(
+                """
+                update accounts set status = 'deleted', deleted_at = $2, frozen_at = null,
+                    user_name = null, email = null, phone = null, display_name = null
+                where account_id = $1
+                """,
+                request.account_id,
+                closed_at,
+            )
+            await conn.execute(
+                """
+                update deletions set stage = $2, closed_at = $3, updated_at = now(), receipt = $4
+                where workflow_id = $1
+                """,
+                request.workflow_id,
+                Stage.DELETED.value,
+                closed_at,
+                receipt.model_dump(mode="json"),
+            )
+            await audit(
+                conn,
+                request.account_id,
+                request.workflow_id,
+                "account_deleted",
+                products={p.product: p.rows for p in request.products},
+            )
+        return receipt
+
+
+def _count(status: str) -> int:
+    """Rows affected, from asyncpg's status tag (`UPDATE 3`, `DELETE 0`)."""
+    return int(status.rsplit(" ", 1)[-1])
+

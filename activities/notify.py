@@ -1,0 +1,182 @@
+"""Notifications to customers: the outbox row, and the notifier that delivers it.
+
+`log` writes the message to the dev console (the stand-in for a phone in `dev`);
+`webhook` POSTs it to an SMS/email gateway and counts as delivered only on a 2xx answer.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+import asyncpg
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.identifiers import mask_email, mask_phone
+from workflows.models import DeliverNotificationInput
+
+
+@dataclass(frozen=True)
+class Message:
+    notification_id: str
+    account_id: str
+    channel: str
+    """`email` or `sms`."""
+    to: str
+    body: str
+
+
+class Notifier(Protocol):
+    async def deliver(self, message: Message) -> None:
+        """Delivers the message or raises; it may be called again for the same message."""
+
+
+def masked(channel: str, recipient: str) -> str:
+    return mask_email(recipient) if channel == "email" else mask_phone(recipient)
+
+
+class LogNotifier:
+    """The development inbox: messages go to the console, recipients masked."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    async def deliver(self, message: Message) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(
+            f"\n[dev inbox] {message.channel} to {masked(message.channel, message.to)}:"
+            f"\n[dev inbox]   {message.body}\n\n"
+        )
+        stream.flush()
+
+
+class DeliveryFailed(Exception):
+    """The gateway did not accept the message; the activity retries."""
+
+
+class WebhookNotifier:
+    """POSTs `{notification_id, account_id, channel, to, body}` to the gateway."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient | None = None) -> None:
+        self._url = url
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+
+    async def deliver(self, message: Message) -> None:
+        payload = {
+            "notification_id": message.notification_id,
+            "account_id": message.account_id,
+            "channel": message.channel,
+            "to": message.to,
+            "body": message.body,
+        }
+        try:
+            response = await self._client.post(
+                self._url, json=payload, headers={"Idempotency-Key": message.notification_id}
+            )
+        except httpx.HTTPError as error:
+            # The message names the error's kind only: the request holds the recipient.
+            raise DeliveryFailed(f"gateway unreachable ({type(error).__name__})") from None
+        if not response.is_success:
+            raise DeliveryFailed(f"gateway answered HTTP {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def notification_id_for(idempotency_key: str) -> str:
+    """The same message always gets the same id, so that gateways can drop duplicates."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"account-deletion:{idempotency_key}"))
+
+
+async def record_outgoing(
+    conn: asyncpg.Connection,
+    *,
+    idempotency_key: str,
+    account_id: str,
+    channel: str,
+    recipient: str,
+    template: str,
+    body: str | None,
+) -> str:
+    """Writes (or finds) the outbox row; `body` is None when it holds a secret."""
+    notification_id = notification_id_for(idempotency_key)
+    await conn.execute(
+        """
+        insert into notification_outbox
+            (notification_id, idempotency_key, account_id, channel, recipient, template, body)
+        values ($1, $2, $3, $4, $5, $6, $7)
+        on conflict (idempotency_key) do update
+            set recipient = excluded.recipient, body = excluded.body, delivered_at = null
+        """,
+        uuid.UUID(notification_id),
+        idempotency_key,
+        account_id,
+        channel,
+        recipient,
+        template,
+        body,
+    )
+    return notification_id
+
+
+async def deliver_recorded(pool: asyncpg.Pool, notifier: Notifier, message: Message) -> None:
+    """Delivers an outbox message and records the outcome; clears recipient and body after."""
+    notification_id = uuid.UUID(message.notification_id)
+    try:
+        await notifier.deliver(message)
+    except Exception as error:
+        await pool.execute(
+            "update notification_outbox set attempts = attempts + 1, last_error = $2 "
+            "where notification_id = $1",
+            notification_id,
+            str(error)[:500] if isinstance(error, DeliveryFailed) else type(error).__name__,
+        )
+        raise
+    await pool.execute(
+        """
+        update notification_outbox
+        set attempts = attempts + 1, delivered_at = now(), last_error = null,
+            recipient = null, body = null
+        where notification_id = $1
+        """,
+        notification_id,
+    )
+
+
+class NotificationActivities:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier) -> None:
+        self._pool = pool
+        self._notifier = notifier
+
+    @activity.defn
+    async def deliver_notification(self, request: DeliverNotificationInput) -> bool:
+        """Delivers an outbox message that holds its body; retried until the gateway accepts.
+
+        Returns False when it had been delivered already (a retry after success).
+        """
+        row = await self._pool.fetchrow(
+            """
+            select notification_id, account_id, channel, recipient, body, delivered_at
+            from notification_outbox where idempotency_key = $1
+            """,
+            request.idempotency_key,
+        )
+        if row is None:
+            raise ApplicationError(
+                "no such notification", type="UnknownNotification", non_retryable=True
+            )
+        if row["delivered_at"] is not None:
+            return False
+        message = Message(
+            str(row["notification_id"]),
+            row["account_id"],
+            row["channel"],
+            row["recipient"],
+            row["body"],
+        )
+        await deliver_recorded(self._pool, self._notifier, message)
+        return True

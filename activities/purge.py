@@ -1,0 +1,160 @@
+"""The purge of one product for one account, generic over the product's declaration.
+
+Exactly once in effect: each batch is deleted (or anonymised) in the same transaction that
+adds its row count to `purge_progress`, so a crash at any point loses no count and repeats
+no work; the heartbeat carries the table the purge had reached, so a retry resumes there.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.account import audit
+from activities.products import PRODUCTS, PRODUCTS_BY_NAME, Product, TablePurge
+from workflows.models import ProductReceipt, PurgeProductInput, TableReceipt
+
+PURGE_REFUSED = "PurgeRefused"
+UNKNOWN_PRODUCT = "UnknownProduct"
+PURGE_INCOMPLETE = "PurgeIncomplete"
+
+
+class PurgeActivities:
+    def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 5000) -> None:
+        self._pool = pool
+        self._batch_size = batch_size
+
+    @activity.defn
+    async def list_products(self) -> list[str]:
+        """The registry's products, for the workflow to record in its history."""
+        return [product.name for product in PRODUCTS]
+
+    @activity.defn
+    async def purge_product(self, request: PurgeProductInput) -> ProductReceipt:
+        product = PRODUCTS_BY_NAME.get(request.product)
+        if product is None:
+            raise ApplicationError(
+                f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
+            )
+        await self._refuse_if_held(request)
+        details = activity.info().heartbeat_details
+        start = int(details[0]) if details else 0
+        if start:
+            activity.logger.info("resuming purge of %s at table %d", product.name, start)
+        for _ in range(3):
+            for index, table in enumerate(product.tables):
+                if index >= start:
+                    await self._purge_table(request, table, index)
+            left = await self._probe(product, request.account_id)
+            if not left:
+                return await self._complete(request, product)
+            # Rows appeared after their table was purged (a product writing late, though the
+            # account is frozen): go over the tables again.
+            start = 0
+        raise ApplicationError(
+            f"{product.name}: rows keep appearing in {', '.join(sorted(left))}",
+            type=PURGE_INCOMPLETE,
+        )
+
+    async def _probe(self, product: Product, account_id: str) -> dict[str, int]:
+        """Read-only: what of the account is still in the product's tables."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            counts = {
+                table.table: int(await conn.fetchval(table.probe_sql, account_id))
+                for table in product.tables
+            }
+        return {name: count for name, count in counts.items() if count}
+
+    async def _refuse_if_held(self, request: PurgeProductInput) -> None:
+        reason = await self._pool.fetchval(
+            """
+            select reason from legal_holds
+            where account_id = $1 and product = $2 and lifted_at is null
+            order by placed_at limit 1
+            """,
+            request.account_id,
+            request.product,
+        )
+        if reason is not None:
+            raise ApplicationError(
+                f"{request.product} refuses to purge: {reason}",
+                type=PURGE_REFUSED,
+                non_retryable=True,
+            )
+
+    async def _purge_table(self, request: PurgeProductInput, table: TablePurge, index: int) -> None:
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(table.batch_sql, request.account_id, self._batch_size)
+                rows = int(status.rsplit(" ", 1)[-1])
+                if rows:
+                    await conn.execute(
+                        """
+                        insert into purge_progress
+                            (account_id, product, table_name, method, rows, batches)
+                        values ($1, $2, $3, $4, $5, 1)
+                        on conflict (account_id, product, table_name) do update
+                            set rows = purge_progress.rows + excluded.rows,
+                                batches = purge_progress.batches + 1, updated_at = now()
+                        """,
+                        request.account_id,
+                        request.product,
+                        table.table,
+                        table.method.value,
+                        rows,
+                    )
+            activity.heartbeat(index)
+            if rows < self._batch_size:
+                return
+
+    async def _complete(self, request: PurgeProductInput, product: Product) -> ProductReceipt:
+        """Records completion once (the probe found nothing left) and builds the receipt."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                """
+                insert into product_purges (account_id, product, workflow_id, verified_clean)
+                values ($1, $2, $3, true)
+                on conflict (account_id, product) do nothing
+                returning completed_at
+                """,
+                request.account_id,
+                product.name,
+                request.workflow_id,
+            )
+            counts = {
+                row["table_name"]: row["rows"]
+                for row in await conn.fetch(
+                    "select table_name, rows from purge_progress "
+                    "where account_id = $1 and product = $2",
+                    request.account_id,
+                    product.name,
+                )
+            }
+            receipt = ProductReceipt(
+                product=product.name,
+                tables=[
+                    TableReceipt(
+                        table=table.table, method=table.method.value, rows=counts.get(table.table, 0)
+                    )
+                    for table in product.tables
+                ],
+                completed_at=inserted
+                or await conn.fetchval(
+                    "select completed_at from product_purges where account_id = $1 and product = $2",
+                    request.account_id,
+                    product.name,
+                ),
+                verified_clean=True,
+            )
+            if inserted:
+                await audit(
+                    conn,
+                    request.account_id,
+                    request.workflow_id,
+                    "product_purged",
+                    product=product.name,
+                    rows=receipt.rows,
+                )
+        activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
+        return receipt

@@ -1,0 +1,183 @@
+"""Verification codes: issued from a CSPRNG, delivered through the outbox, stored only as a
+salted scrypt hash, checked in constant time, single use, with limited attempts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.notify import Message, Notifier, deliver_recorded, masked, record_outgoing
+from workflows.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
+from workflows.models import VerificationOutcome as Outcome
+
+ACCOUNT_NOT_ACTIVE = "AccountNotActive"
+NO_CONTACT = "NoContactChannel"
+UNKNOWN_CHALLENGE = "UnknownChallenge"
+
+
+def hash_code(code: str, salt: bytes, challenge_id: str) -> bytes:
+    """Bound to its challenge, so a hash cannot be moved to another deletion's row."""
+    return hashlib.scrypt(
+        f"{challenge_id}:{code}".encode(), salt=salt, n=2**14, r=8, p=1, dklen=32
+    )
+
+
+def new_code(digits: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(digits))
+
+
+class VerificationActivities:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier) -> None:
+        self._pool = pool
+        self._notifier = notifier
+
+    @activity.defn
+    async def issue_verification_code(self, request: IssueCodeInput) -> IssuedCode:
+        """Issues a fresh code for the challenge and invalidates the run's earlier ones.
+
+        A retry issues a new code for the same challenge: the code lives only in memory
+        until it is delivered, so a lost delivery can only be replaced, never repeated.
+        """
+        code = new_code(request.code_digits)
+        salt = secrets.token_bytes(16)
+        challenge = uuid.UUID(request.challenge_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            account = await conn.fetchrow(
+                "select status, email, phone from accounts where account_id = $1 for share",
+                request.account_id,
+            )
+            if account is None or account["status"] != "active":
+                raise ApplicationError(
+                    "the account is not active", type=ACCOUNT_NOT_ACTIVE, non_retryable=True
+                )
+            channel, recipient = (
+                ("email", account["email"]) if account["email"] else ("sms", account["phone"])
+            )
+            if not recipient:
+                raise ApplicationError(
+                    "the account has neither email nor phone", type=NO_CONTACT, non_retryable=True
+                )
+            await conn.execute(
+                """
+                insert into verification_challenges (challenge_id, account_id, workflow_id,
+                    channel, salt, code_hash, expires_at, attempts_left)
+                values ($1, $2, $3, $4, $5, $6, $7, $8)
+                on conflict (challenge_id) do update
+                    set salt = excluded.salt, code_hash = excluded.code_hash,
+                        expires_at = excluded.expires_at, issued_at = now()
+                """,
+                challenge,
+                request.account_id,
+                request.workflow_id,
+                channel,
+                salt,
+                hash_code(code, salt, request.challenge_id),
+                request.expires_at,
+                request.attempts,
+            )
+            await conn.execute(
+                """
+                update verification_challenges set invalidated_at = now()
+                where workflow_id = $1 and challenge_id <> $2
+                  and consumed_at is null and invalidated_at is null
+                """,
+                request.workflow_id,
+                challenge,
+            )
+            notification_id = await record_outgoing(
+                conn,
+                idempotency_key=f"verification-{request.challenge_id}",
+                account_id=request.account_id,
+                channel=channel,
+                recipient=recipient,
+                template="deletion_verification_code",
+                body=None,
+            )
+        minutes = max(1, round((request.expires_at - request.issued_at).total_seconds() / 60))
+        body = (
+            f"Your code to confirm the deletion of your cloud account is {code}. "
+            f"It is valid for {minutes} minutes. If you did not ask to delete your account, "
+            "ignore this message and change your password."
+        )
+        await deliver_recorded(
+            self._pool,
+            self._notifier,
+            Message(notification_id, request.account_id, channel, recipient, body),
+        )
+        activity.logger.info("verification code issued by %s", channel)
+        return IssuedCode(
+            challenge_id=request.challenge_id,
+            channel=channel,
+            destination=masked(channel, recipient),
+            expires_at=request.expires_at,
+            attempts_left=request.attempts,
+        )
+
+    @activity.defn
+    async def check_verification_code(self, request: CheckCodeInput) -> CodeCheck:
+        """Checks one submitted code once; a retry of the same attempt returns the same outcome."""
+        attempt = uuid.UUID(request.attempt_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded = await conn.fetchrow(
+                "select outcome, attempts_left from verification_attempts where attempt_id = $1",
+                attempt,
+            )
+            if recorded:
+                return CodeCheck(
+                    outcome=Outcome(recorded["outcome"]), attempts_left=recorded["attempts_left"]
+                )
+            row = await conn.fetchrow(
+                """
+                select account_id, salt, code_hash, expires_at, attempts_left,
+                       consumed_at, invalidated_at
+                from verification_challenges where challenge_id = $1 for update
+                """,
+                uuid.UUID(request.challenge_id),
+            )
+            if row is None:
+                raise ApplicationError(
+                    "no such verification challenge", type=UNKNOWN_CHALLENGE, non_retryable=True
+                )
+            attempts_left: int = row["attempts_left"]
+            # Hash first, whatever the state: every answer takes the same time.
+            matches = hmac.compare_digest(
+                hash_code(request.code, row["salt"], request.challenge_id), row["code_hash"]
+            )
+            if row["consumed_at"] or row["invalidated_at"] or request.checked_at >= row["expires_at"]:
+                outcome = Outcome.EXPIRED
+            elif attempts_left == 0:
+                outcome = Outcome.LOCKED
+            elif matches:
+                outcome = Outcome.ACCEPTED
+                await conn.execute(
+                    "update verification_challenges set consumed_at = now() where challenge_id = $1",
+                    uuid.UUID(request.challenge_id),
+                )
+            else:
+                attempts_left -= 1
+                outcome = Outcome.WRONG if attempts_left else Outcome.LOCKED
+                await conn.execute(
+                    "update verification_challenges set attempts_left = $2 where challenge_id = $1",
+                    uuid.UUID(request.challenge_id),
+                    attempts_left,
+                )
+            await conn.execute(
+                """
+                insert into verification_attempts
+                    (attempt_id, account_id, challenge_id, outcome, attempts_left)
+                values ($1, $2, $3, $4, $5)
+                """,
+                attempt,
+                row["account_id"],
+                uuid.UUID(request.challenge_id),
+                outcome.value,
+                attempts_left,
+            )
+        activity.logger.info("verification attempt: %s", outcome.value)
+        return CodeCheck(outcome=outcome, attempts_left=attempts_left)

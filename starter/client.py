@@ -1,0 +1,282 @@
+"""The Python client for the console backend (and the API and CLI built on it).
+
+Starts deletions idempotently, reads their status (from the running workflow, or from
+PostgreSQL once the run is closed), and sends the user's and operators' signals after
+checking that they fit the deletion's stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.config import Settings
+from workflows.account_deletion import AccountDeletion
+from workflows.models import (
+    ACCOUNT_ID,
+    DELETION_STAGE,
+    CancelInput,
+    DeletionPolicy,
+    DeletionReceipt,
+    DeletionRequest,
+    DeletionStatus,
+    PendingTask,
+    ProductProgress,
+    RecheckInput,
+    ResendCodeInput,
+    RetryPurgesInput,
+    Stage,
+    SubmitCodeInput,
+    workflow_id_for,
+)
+
+
+async def connect(settings: Settings) -> Client:
+    """One long-lived client per process, with the pydantic data converter."""
+    if settings.temporal_address is None:
+        raise ValueError("TEMPORAL_ADDRESS is not set (the embedded stack sets it in `dev`)")
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+class DeletionError(Exception):
+    """A request that cannot be carried out; `code` says which kind (the API maps it)."""
+
+    code = "error"
+
+
+class AccountNotFound(DeletionError):
+    code = "account_not_found"
+
+
+class DeletionNotFound(DeletionError):
+    code = "deletion_not_found"
+
+
+class AccountAlreadyDeleted(DeletionError):
+    code = "account_deleted"
+
+
+class ActionNotAllowed(DeletionError):
+    """The action does not fit the deletion's stage (a code when none is awaited, ...)."""
+
+    code = "action_not_allowed"
+
+    def __init__(self, message: str, stage: Stage) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class TooSoon(DeletionError):
+    """A new code was asked for before the resend interval passed, or none are left."""
+
+    code = "rate_limited"
+
+
+@dataclass(frozen=True)
+class StartedDeletion:
+    workflow_id: str
+    run_id: str | None
+    started: bool
+    """False when a deletion of this account was already in progress: that run is returned."""
+
+
+class DeletionClient:
+    def __init__(self, client: Client, pool: asyncpg.Pool, task_queue: str) -> None:
+        self._client = client
+        self._pool = pool
+        self._task_queue = task_queue
+
+    async def start(
+        self,
+        account_id: str,
+        *,
+        requested_by: str = "console",
+        policy: DeletionPolicy | None = None,
+    ) -> StartedDeletion:
+        """Starts a deletion, or returns the one already in progress for this account."""
+        status = await self._account_status(account_id)
+        if status == "deleted":
+            raise AccountAlreadyDeleted(f"account {account_id} is already deleted")
+        request = DeletionRequest(
+            account_id=account_id, requested_by=requested_by, policy=policy or DeletionPolicy()
+        )
+        workflow_id = workflow_id_for(account_id)
+        try:
+            running = await self._client.get_workflow_handle(workflow_id).describe()
+            if running.status == WorkflowExecutionStatus.RUNNING:
+                return StartedDeletion(workflow_id, running.run_id, started=False)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+        handle = await self._client.start_workflow(
+            AccountDeletion.run,
+            request,
+            id=workflow_id,
+            task_queue=self._task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ACCOUNT_ID, account_id),
+                    SearchAttributePair(DELETION_STAGE, Stage.CHECKING_PREREQUISITES.value),
+                ]
+            ),
+            static_summary=f"Deletion of account {account_id}, requested by {requested_by}",
+        )
+        return StartedDeletion(workflow_id, handle.result_run_id, started=True)
+
+    async def status(self, account_id: str) -> DeletionStatus:
+        """From the running workflow; from PostgreSQL once the run is closed."""
+        await self._account_status(account_id)
+        handle = self._handle(account_id)
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return await self._recorded_status(account_id)
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            return await handle.query(AccountDeletion.status)
+        return await self._recorded_status(account_id)
+
+    async def receipt(self, account_id: str) -> DeletionReceipt:
+        await self._account_status(account_id)
+        row = await self._pool.fetchval(
+            "select receipt from deletions where account_id = $1 and receipt is not null",
+            account_id,
+        )
+        if row is None:
+            raise DeletionNotFound(f"no finished deletion for account {account_id}")
+        return DeletionReceipt.model_validate(row)
+
+    async def submit_code(self, account_id: str, code: str) -> None:
+        request = SubmitCodeInput(code=code)
+        await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
+        await self._handle(account_id).signal(AccountDeletion.submit_verification_code, request)
+
+    async def resend_code(self, account_id: str) -> DeletionStatus:
+        status = await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "resend the code")
+        verification = status.verification
+        if verification is not None:
+            if verification.codes_left <= 0:
+                raise TooSoon("no more codes can be sent for this deletion; cancel and start again")
+            now = await self._pool.fetchval("select now()")
+            if now < verification.next_resend_at:
+                wait = int((verification.next_resend_at - now).total_seconds()) + 1
+                raise TooSoon(f"a new code can be sent in {wait} seconds")
+        await self._handle(account_id).signal(
+            AccountDeletion.resend_verification_code, ResendCodeInput()
+        )
+        return status
+
+    async def recheck(self, account_id: str) -> None:
+        await self._require(account_id, {Stage.AWAITING_TASKS}, "check the pending tasks again")
+        await self._handle(account_id).signal(
+            AccountDeletion.recheck_prerequisites, RecheckInput()
+        )
+
+    async def retry(self, account_id: str) -> None:
+        await self._require(account_id, {Stage.PURGE_BLOCKED}, "retry the failed purges")
+        await self._handle(account_id).signal(AccountDeletion.retry_failed_purges, RetryPurgesInput())
+
+    async def cancel(self, account_id: str, reason: str | None = None) -> None:
+        status = await self.status(account_id)
+        if not status.stage.is_cancellable:
+            raise ActionNotAllowed(
+                f"the deletion cannot be cancelled in stage {status.stage.value}"
+                + (": purging has begun and cannot be undone" if not status.stage.is_final else ""),
+                status.stage,
+            )
+        await self._handle(account_id).signal(AccountDeletion.cancel, CancelInput(reason=reason))
+
+    async def list(self, stage: Stage | None = None, limit: int = 100) -> list[DeletionStatus]:
+        """Deletions recorded in PostgreSQL, newest first, optionally in one stage."""
+        rows = await self._pool.fetch(
+            """
+            select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at
+            from deletions
+            where $1::text is null or stage = $1
+            order by updated_at desc limit $2
+            """,
+            stage.value if stage else None,
+            limit,
+        )
+        return [_status_from_row(row) for row in rows]
+
+    async def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
+        await self._account_status(account_id)
+        return self._handle(account_id)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
+        return self._client.get_workflow_handle_for(
+            AccountDeletion.run, workflow_id_for(account_id)
+        )
+
+    async def _account_status(self, account_id: str) -> str:
+        status: str | None = await self._pool.fetchval(
+            "select status from accounts where account_id = $1", account_id
+        )
+        if status is None:
+            raise AccountNotFound(f"no account {account_id}")
+        return status
+
+    async def _require(self, account_id: str, stages: set[Stage], action: str) -> DeletionStatus:
+        status = await self.status(account_id)
+        if status.stage not in stages:
+            raise ActionNotAllowed(
+                f"cannot {action} in stage {status.stage.value}", status.stage
+            )
+        return status
+
+    async def _recorded_status(self, account_id: str) -> DeletionStatus:
+        row = await self._pool.fetchrow(
+            """
+            select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at
+            from deletions where account_id = $1
+            """,
+            account_id,
+        )
+        if row is None:
+            raise DeletionNotFound(f"no deletion was requested for account {account_id}")
+        return _status_from_row(row)
+
+
+def _status_from_row(row: asyncpg.Record) -> DeletionStatus:
+    stage = Stage(row["stage"])
+    return DeletionStatus(
+        account_id=row["account_id"],
+        workflow_id=row["workflow_id"],
+        stage=stage,
+        requested_by=row["requested_by"],
+        pending_tasks=[PendingTask.model_validate(task) for task in row["pending_tasks"]],
+        products=[ProductProgress.model_validate(p) for p in row["products"].values()],
+        identifiers_released=stage is Stage.DELETED,
+        verified=stage in _VERIFIED_STAGES,
+    )
+
+
+_VERIFIED_STAGES = {
+    Stage.FREEZING,
+    Stage.PURGING,
+    Stage.PURGE_BLOCKED,
+    Stage.RELEASING_IDENTIFIERS,
+    Stage.DELETED,
+}

@@ -1,0 +1,123 @@
+"""What the saga tests share: an inbox standing in for the user's phone, a worker, accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.notify import Message
+from activities.registration import RegistrationRequest, register_account
+from starter.client import DeletionClient
+from worker import activities_for
+from workflows.account_deletion import AccountDeletion
+from workflows.models import DeletionStatus, Stage
+
+CODE = re.compile(r"\b(\d{6,8})\b")
+
+
+@dataclass
+class Inbox:
+    """A Notifier that keeps what it delivers, as the user's phone and mailbox would."""
+
+    messages: list[Message] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def deliver(self, message: Message) -> None:
+        self.messages.append(message)
+        self.arrived.set()
+
+    def codes(self, account_id: str) -> list[str]:
+        return [
+            match.group(1)
+            for message in self.messages
+            if message.account_id == account_id and (match := CODE.search(message.body))
+        ]
+
+    async def next_code(self, account_id: str, *, after: int = 0, timeout: float = 20) -> str:
+        """The first code for the account beyond the `after` codes already seen."""
+        async with asyncio.timeout(timeout):
+            while len(codes := self.codes(account_id)) <= after:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return codes[after]
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, pool: asyncpg.Pool, task_queue: str, inbox: Inbox, *, batch_size: int = 500
+) -> AsyncIterator[Worker]:
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AccountDeletion],
+        activities=activities_for(pool, inbox, purge_batch_size=batch_size),
+    ) as worker:
+        yield worker
+
+
+async def new_account(pool: asyncpg.Pool, name: str | None = None) -> str:
+    """A registered account with some residual data in a few products and a session."""
+    name = name or f"user{uuid.uuid4().hex[:10]}"
+    account = await register_account(
+        pool,
+        RegistrationRequest(user_name=name, email=f"{name}@example.com", phone=_phone()),
+    )
+    account_id = account.account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "insert into compute_instances values ($1, $2, 'eu-west-1', 'old-web', 'e2-small',"
+            " 'terminated')",
+            f"i-{account_id}",
+            account_id,
+        )
+        await conn.execute(
+            "insert into storage_buckets values ($1, $2, 'old-bucket', 'eu-west-1', 'deleted')",
+            f"b-{account_id}",
+            account_id,
+        )
+        await conn.execute(
+            """
+            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
+            select $1, $2, 'photos/' || n || '.jpg', n * 1000 from generate_series(1, 120) n
+            """,
+            account_id,
+            f"b-{account_id}",
+        )
+        await conn.execute(
+            "insert into bills (bill_id, account_id, period, amount_cents, status, billed_to)"
+            " values ($1, $2, '2026-10', 1234, 'paid', 'Jane Doe')",
+            f"bill-{account_id}",
+            account_id,
+        )
+        await conn.execute(
+            "insert into sessions (session_id, account_id, expires_at)"
+            " values ($1, $2, now() + interval '1 day')",
+            uuid.uuid4(),
+            account_id,
+        )
+    return account_id
+
+
+def _phone() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def wait_for_stage(
+    deletions: DeletionClient, account_id: str, stage: Stage, *, timeout: float = 30
+) -> DeletionStatus:
+    async with asyncio.timeout(timeout):
+        while True:
+            status = await deletions.status(account_id)
+            if status.stage is stage:
+                return status
+            if status.stage.is_final:
+                raise AssertionError(f"run ended in {status.stage} while waiting for {stage}")
+            await asyncio.sleep(0.1)

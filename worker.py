@@ -1,0 +1,103 @@
+"""The worker: runs AccountDeletion and its activities on the task queue until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.account import AccountActivities
+from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
+from activities.prerequisites import PrerequisiteActivities
+from activities.purge import PurgeActivities
+from activities.verification import VerificationActivities
+from starter.config import Settings
+from workflows.account_deletion import AccountDeletion
+
+logger = logging.getLogger(__name__)
+
+
+def make_notifier(settings: Settings) -> Notifier:
+    if settings.notifier == "webhook":
+        if not settings.notify_webhook_url:
+            raise ValueError("NOTIFIER=webhook needs NOTIFY_WEBHOOK_URL")
+        return WebhookNotifier(settings.notify_webhook_url)
+    return LogNotifier()
+
+
+def activities_for(
+    pool: asyncpg.Pool, notifier: Notifier, *, purge_batch_size: int = 5000
+) -> Sequence[Any]:
+    """Every activity of the product, bound to this process's pool and notifier."""
+    account = AccountActivities(pool)
+    purge = PurgeActivities(pool, batch_size=purge_batch_size)
+    verification = VerificationActivities(pool, notifier)
+    return [
+        PrerequisiteActivities(pool).check_prerequisites,
+        verification.issue_verification_code,
+        verification.check_verification_code,
+        account.record_progress,
+        account.freeze_account,
+        account.unfreeze_account,
+        account.release_identifiers,
+        account.finalize_deletion,
+        purge.list_products,
+        purge.purge_product,
+        NotificationActivities(pool, notifier).deliver_notification,
+    ]
+
+
+def build_worker(
+    client: Client, pool: asyncpg.Pool, notifier: Notifier, settings: Settings
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[AccountDeletion],
+        activities=activities_for(pool, notifier, purge_batch_size=settings.purge_batch_size),
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Runs until `stop` is set, or SIGTERM/SIGINT when no event is given."""
+    from activities.db import create_pool
+    from starter.client import connect
+
+    if settings.database_url is None:
+        raise ValueError("DATABASE_URL is not set (the embedded stack sets it in `dev`)")
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        stack.push_async_callback(pool.close)
+        client = await connect(settings)
+        notifier = make_notifier(settings)
+        if isinstance(notifier, WebhookNotifier):
+            stack.push_async_callback(notifier.aclose)
+        worker = build_worker(client, pool, notifier, settings)
+        logger.info("worker polling task queue %s", settings.temporal_task_queue)
+        async with worker:
+            await stop.wait()
+            logger.info("worker stopping: finishing running activities")
+    logger.info("worker stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(Settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""The public contract: task queue, stages, search attributes and every payload model.
+
+Shared by the workflow, the activities, the worker, the client, the API and the CLI.
+Nothing here does I/O, so the workflow sandbox can import it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "account-deletion"
+WORKFLOW_TYPE = "AccountDeletion"
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
+DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
+
+
+def workflow_id_for(account_id: str) -> str:
+    return f"account-deletion-{account_id}"
+
+
+class Stage(StrEnum):
+    CHECKING_PREREQUISITES = "CHECKING_PREREQUISITES"
+    AWAITING_TASKS = "AWAITING_TASKS"
+    AWAITING_VERIFICATION = "AWAITING_VERIFICATION"
+    FREEZING = "FREEZING"
+    PURGING = "PURGING"
+    PURGE_BLOCKED = "PURGE_BLOCKED"
+    RELEASING_IDENTIFIERS = "RELEASING_IDENTIFIERS"
+    DELETED = "DELETED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Stage.DELETED, Stage.CANCELLED, Stage.EXPIRED)
+
+    @property
+    def is_cancellable(self) -> bool:
+        """Before the point of no return (the first purge) the user may still cancel."""
+        return self in (
+            Stage.CHECKING_PREREQUISITES,
+            Stage.AWAITING_TASKS,
+            Stage.AWAITING_VERIFICATION,
+            Stage.FREEZING,
+        )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- workflow input and policy ----------------------------------------------------------------
+
+
+class DeletionPolicy(_Model):
+    """Deadlines and limits of one deletion; defaults are the product's policy."""
+
+    tasks_deadline: timedelta = timedelta(days=30)
+    """How long the run waits for pending tasks to be resolved before it ends as EXPIRED."""
+    recheck_interval: timedelta = timedelta(hours=6)
+    """Pending tasks are checked again this often without being asked."""
+    verification_deadline: timedelta = timedelta(hours=24)
+    """How long the run waits for a correct code before it ends as EXPIRED."""
+    code_ttl: timedelta = timedelta(minutes=10)
+    code_attempts: int = Field(default=5, ge=1, le=10)
+    """Wrong attempts allowed per code; after that the code is dead and a resend is needed."""
+    resend_interval: timedelta = timedelta(minutes=1)
+    max_codes: int = Field(default=6, ge=1, le=20)
+    """Codes issued per deletion in all (the first plus resends)."""
+    purge_attempts: int = Field(default=20, ge=1)
+    """Attempts per product purge on transient faults before it becomes a pending task."""
+    purge_heartbeat_timeout: timedelta = timedelta(seconds=30)
+    """A purge whose worker died is retried elsewhere after this long without a heartbeat."""
+
+
+class DeletionRequest(_Model):
+    """Input of the AccountDeletion workflow."""
+
+    account_id: str = Field(pattern=ACCOUNT_ID_PATTERN)
+    requested_by: str = Field(default="console", max_length=200)
+    """Who asked (an operator or the console's user id): shown in the UI, never PII."""
+    policy: DeletionPolicy = DeletionPolicy()
+
+
+# --- signals ----------------------------------------------------------------------------------
+
+
+class SubmitCodeInput(_Model):
+    code: str = Field(pattern=r"^[0-9]{4,10}$")
+
+
+class ResendCodeInput(_Model):
+    pass
+
+
+class RecheckInput(_Model):
+    pass
+
+
+class RetryPurgesInput(_Model):
+    pass
+
+
+class CancelInput(_Model):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+# --- findings and progress --------------------------------------------------------------------
+
+
+class TaskCategory(StrEnum):
+    CLOUD_PRODUCT = "cloud_product"
+    BALANCE_FUNDS = "balance_funds"
+    ACCOUNT_GROUP = "account_group"
+    AGENCY = "agency"
+    PARTNERSHIP = "partnership"
+    CONTRACT = "contract"
+    ARREARS = "arrears"
+    PURGE_FAILURE = "purge_failure"
+
+
+class PendingTask(_Model):
+    """Something the user (or a product team) must finish before the deletion can go on."""
+
+    category: TaskCategory
+    item: str
+    """Which thing: e.g. `compute instance i-123 (web-1, us-east-1)`, `bill B-2026-10`."""
+    message: str
+    resolution: str
+    product: str | None = None
+
+
+class PurgeState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class TableReceipt(_Model):
+    table: str
+    method: str
+    """`delete` or `anonymise` (records the law requires keeping)."""
+    rows: int
+
+
+class ProductReceipt(_Model):
+    """What one product's purge did for the account, and the probe's word that nothing is left."""
+
+    product: str
+    tables: list[TableReceipt]
+    completed_at: datetime
+    verified_clean: bool
+
+    @property
+    def rows(self) -> int:
+        return sum(table.rows for table in self.tables)
+
+
+class ProductProgress(_Model):
+    product: str
+    state: PurgeState = PurgeState.PENDING
+    attempts: int = 0
+    rows: int = 0
+    failure: str | None = None
+
+
+class VerificationOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    LOCKED = "locked"
+    """Too many wrong attempts on this code: a new one must be requested."""
+
+
+class VerificationStatus(_Model):
+    channel: str
+    destination: str
+    """Masked: `j***@example.com`, `+86 *** **** 1234`."""
+    code_expires_at: datetime
+    attempts_left: int
+    codes_left: int
+    next_resend_at: datetime
+    last_outcome: VerificationOutcome | None = None
+
+
+class DeletionStatus(_Model):
+    """What the `status` query answers and the HTTP API shows."""
+
+    account_id: str
+    workflow_id: str
+    stage: Stage
+    requested_by: str
+    pending_tasks: list[PendingTask] = []
+    products: list[ProductProgress] = []
+    verification: VerificationStatus | None = None
+    verified: bool = False
+    identifiers_released: bool = False
+    deadline: datetime | None = None
+    """When the current wait ends the run as EXPIRED, if it is waiting."""
+    closed_reason: str | None = None
+
+
+class DeletionReceipt(_Model):
+    """The result of a run: what was deleted, when; or why nothing was."""
+
+    account_id: str
+    workflow_id: str
+    outcome: Stage
+    requested_by: str
+    requested_at: datetime
+    closed_at: datetime
+    products: list[ProductReceipt] = []
+    identifiers_released_at: datetime | None = None
+    reason: str | None = None
+
+
+# --- activity inputs and outputs ---------------------------------------------------------------
+
+
+class AccountRef(_Model):
+    account_id: str
+    workflow_id: str
+
+
+class PrerequisiteReport(_Model):
+    pending_tasks: list[PendingTask]
+
+
+class IssueCodeInput(_Model):
+    account_id: str
+    workflow_id: str
+    challenge_id: str
+    """Chosen by the workflow, so that a retried activity replaces the same challenge."""
+    issued_at: datetime
+    expires_at: datetime
+    """Both on the workflow's clock, which also decides expiry when a code is submitted."""
+    attempts: int
+    code_digits: int = 6
+
+
+class IssuedCode(_Model):
+    challenge_id: str
+    channel: str
+    destination: str
+    expires_at: datetime
+    attempts_left: int
+
+
+class CheckCodeInput(_Model):
+    challenge_id: str
+    attempt_id: str
+    """Chosen by the workflow: a retried check is recognised and not counted twice."""
+    code: str
+    checked_at: datetime
+
+
+class CodeCheck(_Model):
+    outcome: VerificationOutcome
+    attempts_left: int
+
+
+class PurgeProductInput(_Model):
+    account_id: str
+    workflow_id: str
+    product: str
+
+
+class ProgressRecord(_Model):
+    """Keeps the deletion's row in PostgreSQL in step with the workflow."""
+
+    account_id: str
+    workflow_id: str
+    run_id: str
+    requested_by: str
+    stage: Stage
+    pending_tasks: list[PendingTask]
+    products: list[ProductProgress]
+    closed: bool = False
+    receipt: DeletionReceipt | None = None
+
+
+class FinalizeInput(_Model):
+    account_id: str
+    workflow_id: str
+    requested_by: str
+    requested_at: datetime
+    products: list[ProductReceipt]
+
+
+class DeliverNotificationInput(_Model):
+    idempotency_key: str
