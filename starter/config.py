@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     """Bearer token the console backend presents; `dev` creates one when unset."""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    link_secret_key: str | None = None
+    """Signs verification page links (env LINK_SECRET_KEY); derived from API_TOKEN if unset."""
     public_base_url: str | None = None
     """Where users reach the API (for verification page links); defaults to http://host:port."""
 
@@ -47,6 +50,13 @@ class Settings(BaseSettings):
     """On SIGTERM the worker lets running activities finish for this long."""
 
     log_level: str = "INFO"
+
+    def link_secret(self) -> bytes:
+        if self.link_secret_key:
+            return self.link_secret_key.encode()
+        if not self.api_token:
+            raise ValueError("set LINK_SECRET_KEY or API_TOKEN to sign verification links")
+        return hashlib.sha256(b"verification-links:" + self.api_token.encode()).digest()
 
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import asyncpg
 
+from starter.config import Settings
+
 logger = logging.getLogger(__name__)
 
 SEARCH_ATTRIBUTES = {"AccountId": "Keyword", "DeletionStage": "Keyword"}
@@ -166,3 +168,37 @@ class EmbeddedTemporal:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+
+def embedded_socket_dir(pgdata: Path) -> Path | None:
+    """Where a running embedded PostgreSQL listens, from its postmaster.pid (None if down)."""
+    import psutil
+
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    if len(lines) < 5 or not lines[0].strip().isdigit() or not psutil.pid_exists(int(lines[0])):
+        return None
+    return Path(lines[4].strip())
+
+
+def embedded_defaults(settings: Settings) -> Settings:
+    """Fills unset TEMPORAL_ADDRESS / DATABASE_URL with the stack that `dev` runs."""
+    update: dict[str, object] = {}
+    if settings.temporal_address is None:
+        update["temporal_address"] = "127.0.0.1:7233"
+    if settings.database_url is None:
+        socket_dir = embedded_socket_dir(settings.data_dir / "postgres")
+        if socket_dir is None:
+            raise RuntimeError(
+                "DATABASE_URL is not set and the embedded PostgreSQL is not running: "
+                "start `account-deletion dev` (scripts/dev) first, or set DATABASE_URL"
+            )
+        update["database_url"] = f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
+    if settings.api_token is None:
+        token_file = settings.data_dir / "api-token"
+        if token_file.exists():
+            update["api_token"] = token_file.read_text().strip()
+    return settings.model_copy(update=update) if update else settings

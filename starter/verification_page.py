@@ -1,0 +1,214 @@
+"""The verification page: where the user enters the code, asks for a new one, or cancels.
+
+Plain HTML forms (works without JavaScript), labelled inputs, visible focus, high contrast.
+Every action redirects back to the page, which shows the outcome in words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from html import escape
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from starter.client import DeletionClient, DeletionError
+from starter.config import Settings
+from starter.links import InvalidLink, LinkClaims, LinkSigner
+from workflows.models import DeletionStatus, Stage, VerificationOutcome
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;
+color:#111;background:#fff;line-height:1.5}
+h1{font-size:1.5rem}
+.note{padding:.75rem 1rem;border-left:4px solid #444;background:#f3f3f3}
+.error{border-color:#a00000;background:#fdecea}
+.ok{border-color:#0a5c2f;background:#e8f5ec}
+label{display:block;font-weight:600;margin-top:1rem}
+input{font-size:1.25rem;padding:.4rem;width:10ch;letter-spacing:.2em}
+button{font-size:1rem;padding:.5rem 1rem;margin-top:.75rem;cursor:pointer}
+button.danger{background:#a00000;color:#fff;border:0}
+:focus-visible{outline:3px solid #1a4fd6;outline-offset:2px}
+form.inline{display:inline-block;margin-right:1rem}
+"""
+
+_OUTCOMES = {
+    VerificationOutcome.WRONG: "That code is not right.",
+    VerificationOutcome.EXPIRED: "That code has expired or was replaced. Ask for a new code.",
+    VerificationOutcome.LOCKED: "Too many wrong attempts for this code. Ask for a new code.",
+    VerificationOutcome.ACCEPTED: "Code accepted.",
+}
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f'<body><main><h1>{escape(title)}</h1>{body}</main></body></html>'
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _note(text: str, kind: str = "") -> str:
+    role = ' role="alert"' if kind == "error" else ' role="status"'
+    return f'<p class="note {kind}"{role}>{escape(text)}</p>'
+
+
+def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLResponse:
+    base = f"/verify/{escape(link)}"
+    parts = [_note(notice)] if notice else []
+    stage = status.stage
+    if stage is Stage.AWAITING_VERIFICATION and status.verification:
+        v = status.verification
+        outcome = v.last_outcome
+        if outcome is VerificationOutcome.WRONG:
+            left = f"{v.attempts_left} attempt{'s' if v.attempts_left != 1 else ''} left"
+            parts.append(_note(f"{_OUTCOMES[outcome]} {left}.", "error"))
+        elif outcome is not None and outcome is not VerificationOutcome.ACCEPTED:
+            parts.append(_note(_OUTCOMES[outcome], "error"))
+        parts.append(
+            f"<p>We sent a code to <strong>{escape(v.destination)}</strong>. It is valid until "
+            f"<strong>{v.code_expires_at:%H:%M} UTC</strong> on {v.code_expires_at:%d %B %Y}.</p>"
+            "<p>Deleting your account removes your data from every product and cannot be "
+            "undone.</p>"
+            f'<form method="post" action="{base}/code">'
+            '<label for="code">Verification code</label>'
+            '<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" '
+            'pattern="[0-9]{4,10}" required autofocus aria-describedby="code-help">'
+            '<p id="code-help">The digits from the message, without spaces.</p>'
+            '<button type="submit" class="danger">Delete my account</button></form>'
+            f'<form class="inline" method="post" action="{base}/resend">'
+            '<button type="submit">Send a new code</button></form>'
+            f'<form class="inline" method="post" action="{base}/cancel">'
+            '<button type="submit">Cancel the deletion</button></form>'
+        )
+    elif stage in (Stage.CHECKING_PREREQUISITES, Stage.AWAITING_TASKS):
+        items = "".join(
+            f"<li><strong>{escape(t.item)}</strong>: {escape(t.message)} {escape(t.resolution)}</li>"
+            for t in status.pending_tasks
+        )
+        parts.append(
+            "<p>Before your account can be deleted, finish these tasks:</p>"
+            f"<ul>{items}</ul>" if items else "<p>We are checking your account.</p>"
+        )
+        parts.append(
+            f'<form method="post" action="{base}/cancel">'
+            '<button type="submit">Cancel the deletion</button></form>'
+        )
+    elif stage is Stage.DELETED:
+        parts.append(_note("Your account has been deleted.", "ok"))
+    elif stage is Stage.CANCELLED:
+        parts.append(_note("The deletion was cancelled. Your account stays as it was."))
+    elif stage is Stage.EXPIRED:
+        parts.append(_note("This deletion request expired. Start a new one from the console."))
+    else:
+        parts.append(
+            _note("Your code was accepted. Your account is being deleted; this can take a while.")
+        )
+    return _page("Delete your account", "".join(parts))
+
+
+def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings) -> None:
+    def client(request: Request) -> DeletionClient:
+        return DeletionClient(
+            request.app.state.client, request.app.state.pool, settings.temporal_task_queue
+        )
+
+    def claims(link: str) -> LinkClaims | None:
+        try:
+            return signer.verify(link)
+        except InvalidLink:
+            return None
+
+    refused = _page(
+        "This link does not work",
+        _note(
+            "The link is not valid or has expired. Open the deletion again from the console "
+            "to get a new link.",
+            "error",
+        ),
+        status_code=403,
+    )
+
+    def back(link: str, notice: str | None = None) -> Response:
+        target = f"/verify/{link}" + (f"?notice={notice}" if notice else "")
+        return RedirectResponse(target, status_code=303)
+
+    @app.get("/verify/{link}", include_in_schema=False)
+    async def show(link: str, request: Request, notice: str | None = None) -> Response:
+        if (claim := claims(link)) is None:
+            return refused
+        try:
+            status = await client(request).status(claim.account_id)
+        except DeletionError:
+            return refused
+        return _render(link, status, _NOTICES.get(notice or ""))
+
+    @app.post("/verify/{link}/code", include_in_schema=False)
+    async def submit(link: str, request: Request, code: str = Form(max_length=32)) -> Response:
+        if (claim := claims(link)) is None:
+            return refused
+        deletions = client(request)
+        code = code.strip().replace(" ", "")
+        if not code.isdigit() or not 4 <= len(code) <= 10:
+            return back(link, "digits")
+        try:
+            before = await deletions.status(claim.account_id)
+            await deletions.submit_code(claim.account_id, code)
+        except DeletionError:
+            return back(link, "not_now")
+        await _outcome_shown(deletions, claim.account_id, before)
+        return back(link)
+
+    @app.post("/verify/{link}/resend", include_in_schema=False)
+    async def resend(link: str, request: Request) -> Response:
+        if (claim := claims(link)) is None:
+            return refused
+        try:
+            await client(request).resend_code(claim.account_id)
+        except DeletionError:
+            return back(link, "resend_refused")
+        return back(link, "resent")
+
+    @app.post("/verify/{link}/cancel", include_in_schema=False)
+    async def cancel(link: str, request: Request) -> Response:
+        if (claim := claims(link)) is None:
+            return refused
+        deletions = client(request)
+        try:
+            await deletions.cancel(claim.account_id, "cancelled on the verification page")
+        except DeletionError:
+            return back(link, "cancel_refused")
+        await _outcome_shown(deletions, claim.account_id, None)
+        return back(link)
+
+
+_NOTICES = {
+    "resent": "A new code is on its way. The previous code no longer works.",
+    "resend_refused": "A new code cannot be sent right now. Wait a minute and try again.",
+    "digits": "Enter the code's digits only.",
+    "not_now": "A code is not expected right now.",
+    "cancel_refused": "The deletion can no longer be cancelled: deleting has begun.",
+}
+
+
+async def _outcome_shown(
+    deletions: DeletionClient, account_id: str, before: DeletionStatus | None
+) -> None:
+    """Waits briefly for the workflow to act on the signal, so the page shows the outcome."""
+    for _ in range(50):
+        status = await deletions.status(account_id)
+        if before is None:
+            if status.stage.is_final or status.stage is not Stage.AWAITING_VERIFICATION:
+                return
+        elif status.stage is not before.stage or (
+            status.verification
+            and before.verification
+            and (
+                status.verification.attempts_left != before.verification.attempts_left
+                or status.verification.last_outcome != before.verification.last_outcome
+            )
+        ):
+            return
+        await asyncio.sleep(0.1)

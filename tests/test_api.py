@@ -1,0 +1,154 @@
+"""The HTTP API as the console backend meets it: auth, registration, errors, the deletion routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import Client
+
+from starter.api import create_app
+from starter.config import Settings
+from tests.support import Inbox, new_account, running_worker, wait_for_stage
+from starter.client import DeletionClient
+from workflows.models import Stage
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def api(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(api_token=TOKEN, temporal_task_queue=task_queue)
+    app = create_app(settings, pool=pool, client=client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http
+
+
+JANE = {"user_name": "jane", "email": "Jane@Example.com", "phone": "+1 415 555 0123"}
+
+
+async def test_registration_needs_the_bearer_token(api: httpx.AsyncClient) -> None:
+    missing = await api.post("/v1/accounts", json=JANE)
+    wrong = await api.post("/v1/accounts", json=JANE, headers={"Authorization": "Bearer nope"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.json()["error"] == "unauthorized"
+
+
+async def test_registration_answers_201_then_409_naming_the_identifier(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    created = await api.post("/v1/accounts", json=JANE, headers=AUTH)
+    assert created.status_code == 201
+    body = created.json()
+    assert body["user_name"] == "jane"
+    assert body["email_masked"] == "j***@example.com"
+    again = await api.post(
+        "/v1/accounts",
+        json={"user_name": "other", "email": "JANE@example.com", "phone": "+14155550999"},
+        headers=AUTH,
+    )
+    assert again.status_code == 409
+    assert again.json() == {
+        "error": "identifier_taken",
+        "message": "the email address is already held by another account",
+    }
+    assert await pool.fetchval("select count(*) from accounts") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user_name": "jane", "email": "not-an-email", "phone": "+14155550123"},
+        {"user_name": "jane", "email": "jane@example.com"},
+        {"user_name": 42, "email": "jane@example.com", "phone": "+14155550123"},
+        {**JANE, "is_admin": True},
+        {"user_name": "jane'; drop table accounts; --", "email": "j@example.com", "phone": "+14155550123"},
+    ],
+)
+async def test_malformed_registrations_get_422_and_change_nothing(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, body: dict[str, object]
+) -> None:
+    response = await api.post("/v1/accounts", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert await pool.fetchval("select count(*) from accounts") == 0
+
+
+async def test_oversized_bodies_are_refused(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/v1/accounts", content=b"{" + b" " * 20000 + b"}", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_unknown_account_is_404_and_malformed_id_is_422(api: httpx.AsyncClient) -> None:
+    unknown = await api.get("/v1/accounts/acct-doesnotexist/deletion", headers=AUTH)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "account_not_found"
+    malformed = await api.post("/v1/accounts/bad%20id%3B/deletion", headers=AUTH)
+    assert malformed.status_code == 422
+
+
+async def test_openapi_document_lists_the_public_routes(api: httpx.AsyncClient) -> None:
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/{account_id}/deletion",
+        "/v1/accounts/{account_id}/deletion/verification",
+        "/v1/accounts/{account_id}/deletion/recheck",
+        "/v1/accounts/{account_id}/deletion/resend-code",
+        "/v1/accounts/{account_id}/deletion/retry",
+        "/v1/accounts/{account_id}/deletion/cancel",
+    ]:
+        assert path in paths
+
+
+async def test_a_deletion_through_the_api_and_the_verification_page(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        started = await api.post(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
+        assert started.status_code == 202
+        page_url = started.json()["verification_url"]
+        page_path = "/" + page_url.split("/", 3)[3]
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(DeletionClient(client, pool, task_queue), account_id, Stage.AWAITING_VERIFICATION)
+
+        retry_now = await api.post(f"/v1/accounts/{account_id}/deletion/retry", headers=AUTH)
+        assert retry_now.status_code == 409
+        assert retry_now.json()["error"] == "action_not_allowed"
+
+        page = await api.get(page_path)
+        assert page.status_code == 200
+        assert "We sent a code to" in page.text and "@example.com" in page.text
+
+        wrong = "000000" if code != "000000" else "111111"
+        after_wrong = await api.post(page_path + "/code", data={"code": wrong}, follow_redirects=True)
+        assert "That code is not right. 4 attempts left." in after_wrong.text
+
+        tampered = await api.get(page_path[:-2] + ("AA" if not page_path.endswith("AA") else "BB"))
+        assert tampered.status_code == 403
+
+        accepted = await api.post(
+            f"/v1/accounts/{account_id}/deletion/verification", json={"code": code}, headers=AUTH
+        )
+        assert accepted.status_code == 202
+        deletions = DeletionClient(client, pool, task_queue)
+        await (await deletions.handle(account_id)).result()
+        status = await api.get(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
+        assert status.json()["stage"] == "DELETED"
+        cancel_late = await api.post(f"/v1/accounts/{account_id}/deletion/cancel", headers=AUTH)
+        assert cancel_late.status_code == 409
+        receipt = await api.get(f"/v1/accounts/{account_id}/deletion/receipt", headers=AUTH)
+        assert receipt.json()["outcome"] == "DELETED"
+        final_page = await api.get(page_path)
+        assert "Your account has been deleted." in final_page.text
