@@ -121,3 +121,70 @@ async def wait_for_stage(
             if status.stage.is_final:
                 raise AssertionError(f"run ended in {status.stage} while waiting for {stage}")
             await asyncio.sleep(0.1)
+
+
+async def attach_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> None:
+    """One thing of each category that blocks deletion."""
+    a = account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "insert into compute_instances values ($1, $2, 'us-east-1', 'web-1', 'e2-medium',"
+            " 'running')",
+            f"i-live-{a}",
+            a,
+        )
+        await conn.execute(
+            "insert into storage_buckets values ($1, $2, 'photos', 'us-east-1', 'active')",
+            f"b-live-{a}",
+            a,
+        )
+        await conn.execute(
+            "insert into account_balances (account_id, funds_cents) values ($1, 2500)", a
+        )
+        await conn.execute(
+            "insert into account_groups (group_id, name) values ($1, 'Platform team')", f"g-{a}"
+        )
+        await conn.execute(
+            "insert into group_memberships (group_id, account_id, role) values ($1, $2, 'owner')",
+            f"g-{a}",
+            a,
+        )
+        await conn.execute(
+            "insert into partner_relationships (relationship_id, account_id, kind, counterparty,"
+            " status) values ($1, $2, 'reseller', 'Acme Cloud Resellers', 'active'),"
+            " ($3, $2, 'partner', 'Initech Consulting', 'active')",
+            f"r-{a}",
+            a,
+            f"p-{a}",
+        )
+        await conn.execute(
+            "insert into contracts values ($1, $2, 'Enterprise support 2026', 'active',"
+            " '2026-12-31')",
+            f"c-{a}",
+            a,
+        )
+        await conn.execute(
+            "insert into bills (bill_id, account_id, period, amount_cents, status, billed_to)"
+            " values ($1, $2, '2026-11', 9900, 'unpaid', 'Jane Doe')",
+            f"unpaid-{a}",
+            a,
+        )
+
+
+async def resolve_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> None:
+    """What the user does from the pending tasks list: terminate, withdraw, leave, end, pay."""
+    a = account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "update compute_instances set state = 'terminated' where account_id = $1", a
+        )
+        await conn.execute("update storage_buckets set state = 'deleted' where account_id = $1", a)
+        await conn.execute("update account_balances set funds_cents = 0 where account_id = $1", a)
+        await conn.execute("delete from group_memberships where account_id = $1", a)
+        await conn.execute(
+            "update partner_relationships set status = 'ended', ended_at = now()"
+            " where account_id = $1",
+            a,
+        )
+        await conn.execute("update contracts set status = 'fulfilled' where account_id = $1", a)
+        await conn.execute("update bills set status = 'paid' where account_id = $1", a)

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import asyncpg
+import pytest
 from temporalio.client import Client
 
 from activities.registration import IdentifierTaken, RegistrationRequest, register_account
-from starter.client import DeletionClient
-from tests.support import Inbox, new_account, running_worker, wait_for_stage
-from workflows.models import Stage
+from starter.client import ActionNotAllowed, DeletionClient
+from tests.support import (
+    Inbox,
+    attach_every_prerequisite,
+    new_account,
+    resolve_every_prerequisite,
+    running_worker,
+    wait_for_stage,
+)
+from workflows.models import (
+    DeletionPolicy,
+    DeletionStatus,
+    PurgeState,
+    Stage,
+    TaskCategory,
+    VerificationOutcome,
+)
 
 
 async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_then(
@@ -61,3 +79,257 @@ async def test_identifiers_are_held_while_purging(pool: asyncpg.Pool) -> None:
         assert [k.value for k in taken.kinds] == ["user_name"]
     else:
         raise AssertionError("a frozen account's user name was free")
+
+
+async def test_a_blocked_account_lists_every_category_and_proceeds_once_resolved(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    await attach_every_prerequisite(pool, account_id)
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id)
+        status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
+        categories = {task.category for task in status.pending_tasks}
+        assert categories == set(TaskCategory) - {TaskCategory.PURGE_FAILURE}
+        running = [t for t in status.pending_tasks if t.product == "compute"]
+        assert running and f"i-live-{account_id}" in running[0].item
+        assert inbox.messages == []  # no code is sent while tasks are pending
+
+        await deletions.recheck(account_id)  # nothing resolved yet: still waiting
+        await asyncio.sleep(0.5)
+        status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
+        assert len(status.pending_tasks) == 8
+
+        await resolve_every_prerequisite(pool, account_id)
+        await deletions.recheck(account_id)
+        status = await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        assert status.pending_tasks == []
+        await deletions.submit_code(account_id, await inbox.next_code(account_id))
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.DELETED
+
+
+async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    policy = DeletionPolicy(resend_interval=timedelta(seconds=0))
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id, policy=policy)
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        wrong = "999999" if code != "999999" else "888888"
+        for left in (4, 3, 2, 1):
+            status = await submit_and_wait(deletions, account_id, wrong)
+            assert status.verification is not None
+            assert status.verification.attempts_left == left
+            assert status.verification.last_outcome is VerificationOutcome.WRONG
+        status = await submit_and_wait(deletions, account_id, wrong)
+        assert status.verification is not None
+        assert status.verification.attempts_left == 0
+        assert status.verification.last_outcome is VerificationOutcome.LOCKED
+        # Even the right code no longer opens a dead code.
+        status = await submit_and_wait(deletions, account_id, code, same_attempts=True)
+        assert status.stage is Stage.AWAITING_VERIFICATION
+        assert status.verification is not None
+        assert status.verification.last_outcome is VerificationOutcome.LOCKED
+
+        await deletions.resend_code(account_id)
+        fresh = await inbox.next_code(account_id, after=1)
+        status = await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.submit_code(account_id, code)  # the old code: replaced
+        status = await submit_and_wait(deletions, account_id, fresh, same_attempts=True)
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.DELETED
+    outcomes = await pool.fetch(
+        "select outcome from verification_attempts order by checked_at"
+    )
+    # The attempts are gone with the account's sign-in data; the audit keeps the stages.
+    assert outcomes == []
+    stages = await pool.fetch(
+        "select detail->>'stage' as stage from audit_events"
+        " where account_id = $1 and kind = 'stage_changed' order by event_id",
+        account_id,
+    )
+    assert [r["stage"] for r in stages][-3:] == ["FREEZING", "PURGING", "RELEASING_IDENTIFIERS"]
+
+
+async def test_cancel_after_the_freeze_unfreezes_the_account(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id)
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        # Hold the account row so that the freeze waits: the run sits in FREEZING.
+        async with pool.acquire() as blocker:
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute(
+                "select 1 from accounts where account_id = $1 for no key update", account_id
+            )
+            await deletions.submit_code(account_id, code)
+            await wait_for_stage(deletions, account_id, Stage.FREEZING)
+            await deletions.cancel(account_id, "changed my mind")
+            await tx.rollback()
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.CANCELLED
+    assert receipt.reason == "changed my mind"
+    assert await pool.fetchval(
+        "select status from accounts where account_id = $1", account_id
+    ) == "active"
+    kinds = [
+        r["kind"]
+        for r in await pool.fetch(
+            "select kind from audit_events where account_id = $1 and kind like 'account_%'"
+            " order by event_id",
+            account_id,
+        )
+    ]
+    assert kinds == ["account_frozen", "account_unfrozen"]
+    held = await pool.fetchval(
+        "select count(*) from identifier_claims where account_id = $1 and released_at is null",
+        account_id,
+    )
+    assert held == 3
+    row = await pool.fetchrow("select stage, closed_at from deletions where account_id = $1", account_id)
+    assert row["stage"] == "CANCELLED" and row["closed_at"] is not None
+
+
+async def test_cancel_while_awaiting_the_code_ends_the_run_and_keeps_the_account(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.cancel(account_id)
+        receipt = await (await deletions.handle(account_id)).result()
+        assert receipt.outcome is Stage.CANCELLED
+        with pytest.raises(ActionNotAllowed):
+            await deletions.cancel(account_id)
+        # A new deletion can be started after a cancelled one.
+        again = await deletions.start(account_id)
+        assert again.started
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.cancel(account_id)
+        await (await deletions.handle(account_id)).result()
+    assert await pool.fetchval(
+        "select status from accounts where account_id = $1", account_id
+    ) == "active"
+
+
+async def test_a_resource_created_after_the_first_check_is_caught_after_the_freeze(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id)
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await pool.execute(
+            "insert into db_instances values ($1, $2, 'postgres', 'orders', 'available')",
+            f"db-{account_id}",
+            account_id,
+        )
+        await deletions.submit_code(account_id, code)
+        status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
+        assert [t.item for t in status.pending_tasks] == [
+            f"Relational Databases: database instance db-{account_id} (postgres, orders)"
+        ]
+        assert status.verified
+        assert await pool.fetchval(
+            "select status from accounts where account_id = $1", account_id
+        ) == "active"
+        await pool.execute(
+            "update db_instances set state = 'deleted' where account_id = $1", account_id
+        )
+        await deletions.recheck(account_id)
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.DELETED
+    assert len(inbox.codes(account_id)) == 1  # the confirmation stays valid for the run
+    assert {p.product: p.rows for p in receipt.products}["databases"] == 1
+
+
+async def test_a_legal_hold_blocks_the_purge_until_lifted_then_only_that_product_is_retried(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    await pool.execute(
+        "insert into legal_holds (account_id, product, reason) values ($1, 'object_storage',"
+        " 'Litigation hold LH-7 placed by Legal')",
+        account_id,
+    )
+    async with running_worker(client, pool, task_queue, inbox):
+        await deletions.start(account_id)
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.submit_code(account_id, code)
+        status = await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
+        [task] = status.pending_tasks
+        assert task.category is TaskCategory.PURGE_FAILURE
+        assert task.product == "object_storage"
+        assert "Litigation hold LH-7 placed by Legal" in task.message
+        states = {p.product: p.state for p in status.products}
+        assert states.pop("object_storage") is PurgeState.FAILED
+        assert set(states.values()) == {PurgeState.SUCCEEDED}
+        assert not status.identifiers_released
+        held = await pool.fetchval(
+            "select count(*) from identifier_claims where account_id = $1 and released_at is null",
+            account_id,
+        )
+        assert held == 3
+        assert await pool.fetchval(
+            "select status from accounts where account_id = $1", account_id
+        ) == "frozen"
+        with pytest.raises(ActionNotAllowed):
+            await deletions.cancel(account_id)
+
+        await pool.execute("update legal_holds set lifted_at = now() where account_id = $1", account_id)
+        await deletions.retry(account_id)
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.DELETED
+    status = await deletions.status(account_id)
+    attempts = {p.product: p.attempts for p in status.products}
+    assert attempts.pop("object_storage") == 2
+    assert set(attempts.values()) == {1}
+    purged = await pool.fetch(
+        "select detail->>'product' as product from audit_events"
+        " where account_id = $1 and kind = 'product_purged'",
+        account_id,
+    )
+    assert sorted(r["product"] for r in purged) == sorted(p.product for p in receipt.products)
+
+
+async def submit_and_wait(
+    deletions: DeletionClient, account_id: str, code: str, *, same_attempts: bool = False
+) -> DeletionStatus:
+    """Submits a code and waits until the run has acted on it."""
+    before = await deletions.status(account_id)
+    await deletions.submit_code(account_id, code)
+    async with asyncio.timeout(20):
+        while True:
+            await asyncio.sleep(0.1)
+            status = await deletions.status(account_id)
+            if status.stage is not Stage.AWAITING_VERIFICATION:
+                return status
+            if same_attempts:
+                # A refused code leaves the attempts as they were: give the run a moment.
+                await asyncio.sleep(1.0)
+                return await deletions.status(account_id)
+            assert status.verification is not None and before.verification is not None
+            if status.verification.attempts_left != before.verification.attempts_left:
+                return status
