@@ -1,0 +1,184 @@
+"""Crashes: a real worker process SIGKILLed in the middle of purging a large account."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from starter.client import DeletionClient
+from tests.conftest import REPO_ROOT
+from tests.gateway import Gateway, running_gateway
+from tests.support import new_account, wait_for_stage
+from workflows.models import DeletionPolicy, Stage
+
+pytestmark = pytest.mark.slow
+
+# Residual rows seeded for the account, per table (new_account adds a few more of its own).
+LARGE = {"storage_objects": 30_000, "dns_records": 15_000, "cdn_access_logs": 15_000}
+
+
+async def seed_large(pool: asyncpg.Pool, account_id: str) -> dict[str, int]:
+    a = account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
+            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
+            """,
+            a,
+            f"b-{a}",
+            LARGE["storage_objects"],
+        )
+        await conn.execute(
+            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
+        )
+        await conn.execute(
+            """
+            insert into dns_records (account_id, zone_id, name, record_type, value)
+            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
+            from generate_series(1, $3) n
+            """,
+            a,
+            f"z-{a}",
+            LARGE["dns_records"],
+        )
+        await conn.execute(
+            "insert into cdn_domains values ($1, $2, 'cdn.example.org', 'origin.example.org',"
+            " 'deleted')",
+            f"cdn-{a}",
+            a,
+        )
+        await conn.execute(
+            """
+            insert into cdn_access_logs (account_id, cdn_domain_id, requested_at, path, bytes_sent)
+            select $1, $2, now(), '/img/' || n, n from generate_series(1, $3) n
+            """,
+            a,
+            f"cdn-{a}",
+            LARGE["cdn_access_logs"],
+        )
+        counts = {}
+        for table in [
+            "storage_objects",
+            "storage_buckets",
+            "dns_records",
+            "dns_zones",
+            "cdn_access_logs",
+            "cdn_domains",
+            "compute_instances",
+        ]:
+            # The table names come from the literal list above.
+            counts[table] = await conn.fetchval(
+                f"select count(*) from {table} where account_id = $1", a
+            )
+    return counts
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python worker.py`, as an operator runs it, with its own environment."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "worker.py")],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
+        )
+    )
+
+
+async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
+    client: Client,
+    pool: asyncpg.Pool,
+    database_url: str,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    account_id = await new_account(pool)
+    seeded = await seed_large(pool, account_id)
+    total = sum(seeded.values())
+    deletions = DeletionClient(client, pool, task_queue)
+    gateway: Gateway
+    with running_gateway() as gateway:
+        env = {
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": client.namespace,
+            "TEMPORAL_TASK_QUEUE": task_queue,
+            "DATABASE_URL": database_url,
+            "NOTIFIER": "webhook",
+            "NOTIFY_WEBHOOK_URL": gateway.url,
+            "PURGE_BATCH_SIZE": "100",
+            "WORKER_SHUTDOWN_SECONDS": "5",
+        }
+        log = tmp_path / "workers.log"
+        policy = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
+        with worker_process(env, log) as first:
+            await deletions.start(account_id, requested_by="crash-test", policy=policy)
+            async with asyncio.timeout(60):
+                while not gateway.codes_for(account_id):
+                    await asyncio.sleep(0.1)
+            [code] = gateway.codes_for(account_id)
+            await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+            await deletions.submit_code(account_id, code)
+            async with asyncio.timeout(60):
+                while await purged_rows(pool, account_id) < total // 5:
+                    await asyncio.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        at_kill = await purged_rows(pool, account_id)
+        assert 0 < at_kill < total, "the kill must land in the middle of the purge"
+        await asyncio.sleep(1)
+        assert await purged_rows(pool, account_id) == at_kill  # nobody purges meanwhile
+
+        with worker_process(env, log):
+            handle = await deletions.handle(account_id)
+            receipt = await asyncio.wait_for(handle.result(), timeout=180)
+
+    assert receipt.outcome is Stage.DELETED
+    counted = {t.table: t.rows for p in receipt.products for t in p.tables}
+    for table, rows in seeded.items():
+        assert counted[table] == rows, table
+        assert await pool.fetchval(f"select count(*) from {table} where account_id = $1", account_id) == 0
+    purged_events = await pool.fetch(
+        "select detail->>'product' as product, (detail->>'rows')::int as rows from audit_events"
+        " where account_id = $1 and kind = 'product_purged'",
+        account_id,
+    )
+    products = [r["product"] for r in purged_events]
+    assert sorted(products) == sorted(set(products)), "a product was purged twice"
+    assert {r["product"]: r["rows"] for r in purged_events} == {
+        p.product: p.rows for p in receipt.products
+    }
+    assert receipt.identifiers_released_at is not None
+    assert receipt.identifiers_released_at >= max(p.completed_at for p in receipt.products)
+    worker_logs = log.read_text()
+    assert "[dev inbox]" not in worker_logs
+    assert not re.search(rf"\b{code}\b", worker_logs), "the code leaked into the logs"
+    confirmations = [m for m in gateway.received if "has been deleted" in m["body"]]
+    assert len(confirmations) == 1 and confirmations[0]["account_id"] == account_id
