@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
@@ -18,7 +20,7 @@ from activities.registration import RegistrationRequest, register_account
 from starter.client import DeletionClient
 from worker import activities_for
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionStatus, Stage
+from workflows.models import DeletionStatus, Stage, workflow_id_for
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 
@@ -188,3 +190,20 @@ async def resolve_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> Non
         )
         await conn.execute("update contracts set status = 'fulfilled' where account_id = $1", a)
         await conn.execute("update bills set status = 'paid' where account_id = $1", a)
+
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def record_history(client: Client, account_id: str, name: str) -> None:
+    """With RECORD_HISTORIES=1, checks the run's history into tests/histories for replay tests.
+
+    Recorded from real runs of the paths the saga tests take, so that a workflow change that
+    would break deletions already running fails `test_replay.py`.
+    """
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    handle = client.get_workflow_handle(workflow_id_for(account_id))
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -15,6 +15,7 @@ from tests.support import (
     Inbox,
     attach_every_prerequisite,
     new_account,
+    record_history,
     resolve_every_prerequisite,
     running_worker,
     wait_for_stage,
@@ -46,6 +47,7 @@ async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_t
         assert not again.started and again.run_id == started.run_id
         await deletions.submit_code(account_id, code)
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "clean_deletion")
     assert receipt.outcome is Stage.DELETED
     rows = {p.product: p.rows for p in receipt.products}
     assert rows["object_storage"] == 121
@@ -108,6 +110,7 @@ async def test_a_blocked_account_lists_every_category_and_proceeds_once_resolved
         assert status.pending_tasks == []
         await deletions.submit_code(account_id, await inbox.next_code(account_id))
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "blocked_then_resolved")
     assert receipt.outcome is Stage.DELETED
 
 
@@ -144,6 +147,7 @@ async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
         await deletions.submit_code(account_id, code)  # the old code: replaced
         status = await submit_and_wait(deletions, account_id, fresh, same_attempts=True)
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "wrong_codes_then_resend")
     assert receipt.outcome is Stage.DELETED
     outcomes = await pool.fetch(
         "select outcome from verification_attempts order by checked_at"
@@ -180,6 +184,7 @@ async def test_cancel_after_the_freeze_unfreezes_the_account(
             await deletions.cancel(account_id, "changed my mind")
             await tx.rollback()
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "cancel_after_freeze")
     assert receipt.outcome is Stage.CANCELLED
     assert receipt.reason == "changed my mind"
     assert await pool.fetchval(
@@ -257,6 +262,7 @@ async def test_a_resource_created_after_the_first_check_is_caught_after_the_free
         )
         await deletions.recheck(account_id)
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "late_resource_caught")
     assert receipt.outcome is Stage.DELETED
     assert len(inbox.codes(account_id)) == 1  # the confirmation stays valid for the run
     assert {p.product: p.rows for p in receipt.products}["databases"] == 1
@@ -301,6 +307,7 @@ async def test_a_legal_hold_blocks_the_purge_until_lifted_then_only_that_product
         await pool.execute("update legal_holds set lifted_at = now() where account_id = $1", account_id)
         await deletions.retry(account_id)
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "legal_hold_retried")
     assert receipt.outcome is Stage.DELETED
     status = await deletions.status(account_id)
     attempts = {p.product: p.attempts for p in status.products}
