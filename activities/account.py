@@ -9,6 +9,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db import Connection
 from activities.notify import record_outgoing
 from activities.products import PRODUCTS
 from workflows.models import (
@@ -24,7 +25,7 @@ PURGES_UNFINISHED = "PurgesUnfinished"
 
 
 async def audit(
-    conn: asyncpg.Connection, account_id: str, workflow_id: str, kind: str, **detail: object
+    conn: Connection, account_id: str, workflow_id: str, kind: str, **detail: object
 ) -> None:
     """Appends to the audit trail; `detail` holds ids, counts and stages, never PII."""
     await conn.execute(
@@ -107,11 +108,13 @@ class AccountActivities:
                 ref.account_id,
             )
             sessions = await conn.execute(
-                "update sessions set revoked_at = now() where account_id = $1 and revoked_at is null",
+                "update sessions set revoked_at = now()"
+                " where account_id = $1 and revoked_at is null",
                 ref.account_id,
             )
             keys = await conn.execute(
-                "update api_keys set revoked_at = now() where account_id = $1 and revoked_at is null",
+                "update api_keys set revoked_at = now()"
+                " where account_id = $1 and revoked_at is null",
                 ref.account_id,
             )
             await audit(
@@ -263,4 +266,3 @@ class AccountActivities:
 def _count(status: str) -> int:
     """Rows affected, from asyncpg's status tag (`UPDATE 3`, `DELETE 0`)."""
     return int(status.rsplit(" ", 1)[-1])
-

@@ -21,6 +21,9 @@ _MIGRATION_LOCK_KEY = 0x6163_6374_6465_6C31
 
 logger = logging.getLogger(__name__)
 
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection of its own or one borrowed from the pool: both run the same queries."""
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -41,7 +44,7 @@ async def wait_for_database(dsn: str, *, timeout: float = 60.0) -> None:
     while True:
         try:
             conn = await asyncpg.connect(dsn, timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PostgreSQL did not accept connections: {error}") from error
             await asyncio.sleep(0.5)
@@ -72,7 +75,7 @@ class MigrationChecksumMismatch(RuntimeError):
     """An applied migration was edited afterwards: write a new migration instead."""
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def migrate(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Applies the pending migrations in one transaction (all or none); returns their versions."""
     migrations = load_migrations(directory)
     applied_now: list[str] = []

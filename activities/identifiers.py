@@ -68,7 +68,7 @@ def normalize_email(value: str) -> str:
 
 
 def normalize_phone(value: str) -> str:
-    """E.164: '+', country code and number, digits only (an international '00' prefix is accepted)."""
+    """E.164: '+', country code and number, digits only ('00' for '+' is accepted)."""
     number = _PHONE_SEPARATORS.sub("", value.strip())
     if number.startswith("00"):
         number = "+" + number[2:]

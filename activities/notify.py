@@ -16,6 +16,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db import Connection
 from activities.identifiers import mask_email, mask_phone
 from workflows.models import DeliverNotificationInput
 
@@ -93,7 +94,7 @@ def notification_id_for(idempotency_key: str) -> str:
 
 
 async def record_outgoing(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     idempotency_key: str,
     account_id: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
+from activities.db import Connection
 from activities.products import PRODUCTS
 from workflows.models import AccountRef, PendingTask, PrerequisiteReport, TaskCategory
 
@@ -29,7 +30,7 @@ class PrerequisiteActivities:
         return PrerequisiteReport(pending_tasks=tasks)
 
 
-async def _live_resources(conn: asyncpg.Connection, account_id: str) -> list[PendingTask]:
+async def _live_resources(conn: Connection, account_id: str) -> list[PendingTask]:
     tasks = []
     for product in PRODUCTS:
         for live in product.live:
@@ -46,7 +47,7 @@ async def _live_resources(conn: asyncpg.Connection, account_id: str) -> list[Pen
     return tasks
 
 
-async def _business(conn: asyncpg.Connection, account_id: str) -> list[PendingTask]:
+async def _business(conn: Connection, account_id: str) -> list[PendingTask]:
     tasks = []
     balance = await conn.fetchrow(
         "select funds_cents, currency from account_balances "
@@ -76,7 +77,9 @@ async def _business(conn: asyncpg.Connection, account_id: str) -> list[PendingTa
             PendingTask(
                 category=TaskCategory.ACCOUNT_GROUP,
                 item=f"account group {row['group_id']} ({row['name']})",
-                message=f"You are {'the owner' if owner else 'a member'} of the group {row['name']}.",
+                message=(
+                    f"You are {'the owner' if owner else 'a member'} of the group {row['name']}."
+                ),
                 resolution=(
                     "Transfer ownership to another member or dissolve the group."
                     if owner
@@ -95,7 +98,10 @@ async def _business(conn: asyncpg.Connection, account_id: str) -> list[PendingTa
         tasks.append(
             PendingTask(
                 category=TaskCategory.AGENCY if agency else TaskCategory.PARTNERSHIP,
-                item=f"{row['kind']} relationship {row['relationship_id']} with {row['counterparty']}",
+                item=(
+                    f"{row['kind']} relationship {row['relationship_id']}"
+                    f" with {row['counterparty']}"
+                ),
                 message=(
                     f"{row['counterparty']} acts as your {row['kind']}."
                     if agency

@@ -37,7 +37,7 @@ class LiveResource:
     noun: str
     """How a user calls one: `compute instance`."""
     label_sql: str
-    """An SQL expression over the row naming it for the user, e.g. `instance_id || ' (' || name || ')'`."""
+    """An SQL expression over the row naming it, e.g. `name || ' (' || region || ')'`."""
     live_states: tuple[str, ...]
     resolution: str
 

@@ -135,13 +135,16 @@ class PurgeActivities:
                 product=product.name,
                 tables=[
                     TableReceipt(
-                        table=table.table, method=table.method.value, rows=counts.get(table.table, 0)
+                        table=table.table,
+                        method=table.method.value,
+                        rows=counts.get(table.table, 0),
                     )
                     for table in product.tables
                 ],
                 completed_at=inserted
                 or await conn.fetchval(
-                    "select completed_at from product_purges where account_id = $1 and product = $2",
+                    "select completed_at from product_purges"
+                    " where account_id = $1 and product = $2",
                     request.account_id,
                     product.name,
                 ),

@@ -106,7 +106,10 @@ async def register_account(
                     insert into identifier_claims (account_id, kind, normalized_value)
                     values ($1, $2, $3)
                     """,
-                    [(account_id, kind.value, value) for kind, value in zip(IdentifierKind, values)],
+                    [
+                        (account_id, kind.value, value)
+                        for kind, value in zip(IdentifierKind, values, strict=True)
+                    ],
                 )
         except asyncpg.UniqueViolationError:
             # A concurrent registration claimed an identifier between our check and insert.

@@ -23,9 +23,7 @@ UNKNOWN_CHALLENGE = "UnknownChallenge"
 
 def hash_code(code: str, salt: bytes, challenge_id: str) -> bytes:
     """Bound to its challenge, so a hash cannot be moved to another deletion's row."""
-    return hashlib.scrypt(
-        f"{challenge_id}:{code}".encode(), salt=salt, n=2**14, r=8, p=1, dklen=32
-    )
+    return hashlib.scrypt(f"{challenge_id}:{code}".encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
 
 
 def new_code(digits: int) -> str:
@@ -149,14 +147,19 @@ class VerificationActivities:
             matches = hmac.compare_digest(
                 hash_code(request.code, row["salt"], request.challenge_id), row["code_hash"]
             )
-            if row["consumed_at"] or row["invalidated_at"] or request.checked_at >= row["expires_at"]:
+            if (
+                row["consumed_at"]
+                or row["invalidated_at"]
+                or request.checked_at >= row["expires_at"]
+            ):
                 outcome = Outcome.EXPIRED
             elif attempts_left == 0:
                 outcome = Outcome.LOCKED
             elif matches:
                 outcome = Outcome.ACCEPTED
                 await conn.execute(
-                    "update verification_challenges set consumed_at = now() where challenge_id = $1",
+                    "update verification_challenges set consumed_at = now()"
+                    " where challenge_id = $1",
                     uuid.UUID(request.challenge_id),
                 )
             else:

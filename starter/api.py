@@ -7,7 +7,6 @@ JSON under /v1 with a bearer token; the OpenAPI document at /openapi.json (docs 
 The verification page under /verify/{link} needs no token: the signed link is the credential.
 """
 
-
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -42,7 +41,8 @@ from workflows.models import ACCOUNT_ID_PATTERN, DeletionReceipt, DeletionStatus
 MAX_BODY_BYTES = 16 * 1024
 
 AccountId = Annotated[
-    str, Path(pattern=ACCOUNT_ID_PATTERN, description="The account's id, e.g. acct-1f2e3d4c5b6a7988")
+    str,
+    Path(pattern=ACCOUNT_ID_PATTERN, description="The account's id, e.g. acct-1f2e3d4c5b6a7988"),
 ]
 
 
@@ -163,7 +163,9 @@ def create_app(
     ) -> Response:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _problem(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            return _problem(
+                413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
         return await call_next(request)
 
     @app.exception_handler(_Unauthorized)
@@ -268,7 +270,10 @@ def create_app(
         "/v1/accounts/{account_id}/deletion/resend-code",
         status_code=202,
         dependencies=secured,
-        responses={**_PROBLEMS, 429: {"model": Problem, "description": "too soon, or no codes left"}},
+        responses={
+            **_PROBLEMS,
+            429: {"model": Problem, "description": "too soon, or no codes left"},
+        },
         tags=["deletion"],
     )
     async def resend(account_id: AccountId, deletions: Deletions) -> Accepted:

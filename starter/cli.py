@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    dev = commands.add_parser("dev", help="run the whole product on embedded Temporal and PostgreSQL")
+    dev = commands.add_parser(
+        "dev", help="run the whole product on embedded Temporal and PostgreSQL"
+    )
     dev.add_argument("--no-demo", action="store_true", help="do not load the demo accounts")
     commands.add_parser("worker", help="run a worker on the task queue")
     api = commands.add_parser("api", help="serve the HTTP API and the verification page")
@@ -225,7 +227,7 @@ async def _operator(
 
 def _verb(
     action: Callable[[DeletionClient, argparse.Namespace], Awaitable[str]],
-) -> Callable[[Settings, argparse.Namespace], Awaitable[int]]:
+) -> Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]:
     async def run(settings: Settings, args: argparse.Namespace) -> int:
         return await _operator(settings, args, action)
 
@@ -289,7 +291,7 @@ async def _list(d: DeletionClient, a: argparse.Namespace) -> str:
     return render_list(await d.list(stage, a.limit))
 
 
-_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "migrate": _migrate,
     "seed-demo": _seed,
     "register": _register,

@@ -187,13 +187,13 @@ class DeletionClient:
 
     async def recheck(self, account_id: str) -> None:
         await self._require(account_id, {Stage.AWAITING_TASKS}, "check the pending tasks again")
-        await self._handle(account_id).signal(
-            AccountDeletion.recheck_prerequisites, RecheckInput()
-        )
+        await self._handle(account_id).signal(AccountDeletion.recheck_prerequisites, RecheckInput())
 
     async def retry(self, account_id: str) -> None:
         await self._require(account_id, {Stage.PURGE_BLOCKED}, "retry the failed purges")
-        await self._handle(account_id).signal(AccountDeletion.retry_failed_purges, RetryPurgesInput())
+        await self._handle(account_id).signal(
+            AccountDeletion.retry_failed_purges, RetryPurgesInput()
+        )
 
     async def cancel(self, account_id: str, reason: str | None = None) -> None:
         status = await self.status(account_id)
@@ -241,9 +241,7 @@ class DeletionClient:
     async def _require(self, account_id: str, stages: set[Stage], action: str) -> DeletionStatus:
         status = await self.status(account_id)
         if status.stage not in stages:
-            raise ActionNotAllowed(
-                f"cannot {action} in stage {status.stage.value}", status.stage
-            )
+            raise ActionNotAllowed(f"cannot {action} in stage {status.stage.value}", status.stage)
         return status
 
     async def _recorded_status(self, account_id: str) -> DeletionStatus:

@@ -79,8 +79,9 @@ async def _connect(settings: Settings) -> Client:
 
 
 async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> None:
-    from activities.db import create_pool, migrate, wait_for_database
     from activities.demo import seed_demo
+
+    from activities.db import create_pool, migrate, wait_for_database
     from starter.api import create_app
     from worker import build_worker, make_notifier
 
@@ -97,9 +98,7 @@ async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> 
         worker = build_worker(client, pool, make_notifier(settings), settings)
         app = create_app(settings, pool=pool, client=client)
         server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=settings.api_host, port=settings.api_port, log_level="warning"
-            )
+            uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )
         async with worker:
             _banner(settings, ui_url, demo)
@@ -112,10 +111,9 @@ def _banner(settings: Settings, ui_url: str | None, demo: dict[str, str]) -> Non
     base = settings.base_url()
     lines = [
         "",
-        "account-deletion is running (Ctrl-C stops it; data stays in "
-        f"{settings.data_dir})",
+        f"account-deletion is running (Ctrl-C stops it; data stays in {settings.data_dir})",
         "",
-        f"  Temporal UI        {ui_url or '(external server: ' + str(settings.temporal_address) + ')'}",
+        f"  Temporal UI        {ui_url or f'(the UI of {settings.temporal_address})'}",
         f"  API docs           {base}/docs",
         f"  API token          {settings.api_token}",
         "  verification page  returned as verification_url when a deletion starts",

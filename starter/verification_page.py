@@ -45,7 +45,7 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f'<body><main><h1>{escape(title)}</h1>{body}</main></body></html>'
+        f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
     )
     return HTMLResponse(html, status_code=status_code)
 
@@ -85,12 +85,14 @@ def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLRespon
         )
     elif stage in (Stage.CHECKING_PREREQUISITES, Stage.AWAITING_TASKS):
         items = "".join(
-            f"<li><strong>{escape(t.item)}</strong>: {escape(t.message)} {escape(t.resolution)}</li>"
+            f"<li><strong>{escape(t.item)}</strong>: {escape(t.message)}"
+            f" {escape(t.resolution)}</li>"
             for t in status.pending_tasks
         )
         parts.append(
-            "<p>Before your account can be deleted, finish these tasks:</p>"
-            f"<ul>{items}</ul>" if items else "<p>We are checking your account.</p>"
+            f"<p>Before your account can be deleted, finish these tasks:</p><ul>{items}</ul>"
+            if items
+            else "<p>We are checking your account.</p>"
         )
         parts.append(
             f'<form method="post" action="{base}/cancel">'

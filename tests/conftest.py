@@ -98,9 +98,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(installed_binary("temporal")),
-        search_attributes=[
-            SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES
-        ],
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
     )
     yield env
     await env.shutdown()

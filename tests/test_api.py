@@ -10,9 +10,9 @@ import pytest
 from temporalio.client import Client
 
 from starter.api import create_app
+from starter.client import DeletionClient
 from starter.config import Settings
 from tests.support import Inbox, new_account, running_worker, wait_for_stage
-from starter.client import DeletionClient
 from workflows.models import Stage
 
 TOKEN = "test-token-0123456789"
@@ -70,7 +70,11 @@ async def test_registration_answers_201_then_409_naming_the_identifier(
         {"user_name": "jane", "email": "jane@example.com"},
         {"user_name": 42, "email": "jane@example.com", "phone": "+14155550123"},
         {**JANE, "is_admin": True},
-        {"user_name": "jane'; drop table accounts; --", "email": "j@example.com", "phone": "+14155550123"},
+        {
+            "user_name": "jane'; drop table accounts; --",
+            "email": "j@example.com",
+            "phone": "+14155550123",
+        },
     ],
 )
 async def test_malformed_registrations_get_422_and_change_nothing(
@@ -83,7 +87,9 @@ async def test_malformed_registrations_get_422_and_change_nothing(
 
 async def test_oversized_bodies_are_refused(api: httpx.AsyncClient) -> None:
     response = await api.post(
-        "/v1/accounts", content=b"{" + b" " * 20000 + b"}", headers={**AUTH, "Content-Type": "application/json"}
+        "/v1/accounts",
+        content=b"{" + b" " * 20000 + b"}",
+        headers={**AUTH, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
 
@@ -121,7 +127,9 @@ async def test_a_deletion_through_the_api_and_the_verification_page(
         page_url = started.json()["verification_url"]
         page_path = "/" + page_url.split("/", 3)[3]
         code = await inbox.next_code(account_id)
-        await wait_for_stage(DeletionClient(client, pool, task_queue), account_id, Stage.AWAITING_VERIFICATION)
+        await wait_for_stage(
+            DeletionClient(client, pool, task_queue), account_id, Stage.AWAITING_VERIFICATION
+        )
 
         retry_now = await api.post(f"/v1/accounts/{account_id}/deletion/retry", headers=AUTH)
         assert retry_now.status_code == 409
@@ -132,7 +140,9 @@ async def test_a_deletion_through_the_api_and_the_verification_page(
         assert "We sent a code to" in page.text and "@example.com" in page.text
 
         wrong = "000000" if code != "000000" else "111111"
-        after_wrong = await api.post(page_path + "/code", data={"code": wrong}, follow_redirects=True)
+        after_wrong = await api.post(
+            page_path + "/code", data={"code": wrong}, follow_redirects=True
+        )
         assert "That code is not right. 4 attempts left." in after_wrong.text
 
         tampered = await api.get(page_path[:-2] + ("AA" if not page_path.endswith("AA") else "BB"))

@@ -164,7 +164,10 @@ async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
     counted = {t.table: t.rows for p in receipt.products for t in p.tables}
     for table, rows in seeded.items():
         assert counted[table] == rows, table
-        assert await pool.fetchval(f"select count(*) from {table} where account_id = $1", account_id) == 0
+        assert (
+            await pool.fetchval(f"select count(*) from {table} where account_id = $1", account_id)
+            == 0
+        )
     purged_events = await pool.fetch(
         "select detail->>'product' as product, (detail->>'rows')::int as rows from audit_events"
         " where account_id = $1 and kind = 'product_purged'",

@@ -1,4 +1,4 @@
-"""Registration claims user name, email and phone atomically, normalised, against real PostgreSQL."""
+"""Registration claims user name, email and phone atomically and normalised (real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from activities.identifiers import IdentifierKind, mask_email, mask_phone
 from activities.registration import IdentifierTaken, RegistrationRequest, register_account
 
 
-def request(user_name: str = "jane", email: str = "jane@example.com", phone: str = "+14155550123"):
+def request(
+    user_name: str = "jane", email: str = "jane@example.com", phone: str = "+14155550123"
+) -> RegistrationRequest:
     return RegistrationRequest(user_name=user_name, email=email, phone=phone)
 
 

@@ -56,13 +56,16 @@ async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_t
     assert all(p.verified_clean for p in receipt.products)
     assert await pool.fetchval("select count(*) from storage_objects") == 0
     bill = await pool.fetchrow("select billed_to, anonymised_at from bills")
+    assert bill is not None
     assert bill["billed_to"] is None and bill["anonymised_at"] is not None
     assert receipt.identifiers_released_at is not None
     last_purge = max(p.completed_at for p in receipt.products)
     assert receipt.identifiers_released_at >= last_purge
     again_registered = await register_account(
         pool,
-        RegistrationRequest(user_name="cleanuser", email="cleanuser@example.com", phone="+14155550000"),
+        RegistrationRequest(
+            user_name="cleanuser", email="cleanuser@example.com", phone="+14155550000"
+        ),
     )
     assert again_registered.account_id != account_id
     status = await deletions.status(account_id)
@@ -149,9 +152,7 @@ async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
         receipt = await (await deletions.handle(account_id)).result()
         await record_history(client, account_id, "wrong_codes_then_resend")
     assert receipt.outcome is Stage.DELETED
-    outcomes = await pool.fetch(
-        "select outcome from verification_attempts order by checked_at"
-    )
+    outcomes = await pool.fetch("select outcome from verification_attempts order by checked_at")
     # The attempts are gone with the account's sign-in data; the audit keeps the stages.
     assert outcomes == []
     stages = await pool.fetch(
@@ -187,9 +188,10 @@ async def test_cancel_after_the_freeze_unfreezes_the_account(
         await record_history(client, account_id, "cancel_after_freeze")
     assert receipt.outcome is Stage.CANCELLED
     assert receipt.reason == "changed my mind"
-    assert await pool.fetchval(
-        "select status from accounts where account_id = $1", account_id
-    ) == "active"
+    assert (
+        await pool.fetchval("select status from accounts where account_id = $1", account_id)
+        == "active"
+    )
     kinds = [
         r["kind"]
         for r in await pool.fetch(
@@ -204,7 +206,10 @@ async def test_cancel_after_the_freeze_unfreezes_the_account(
         account_id,
     )
     assert held == 3
-    row = await pool.fetchrow("select stage, closed_at from deletions where account_id = $1", account_id)
+    row = await pool.fetchrow(
+        "select stage, closed_at from deletions where account_id = $1", account_id
+    )
+    assert row is not None
     assert row["stage"] == "CANCELLED" and row["closed_at"] is not None
 
 
@@ -228,9 +233,10 @@ async def test_cancel_while_awaiting_the_code_ends_the_run_and_keeps_the_account
         await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
         await deletions.cancel(account_id)
         await (await deletions.handle(account_id)).result()
-    assert await pool.fetchval(
-        "select status from accounts where account_id = $1", account_id
-    ) == "active"
+    assert (
+        await pool.fetchval("select status from accounts where account_id = $1", account_id)
+        == "active"
+    )
 
 
 async def test_a_resource_created_after_the_first_check_is_caught_after_the_freeze(
@@ -254,9 +260,10 @@ async def test_a_resource_created_after_the_first_check_is_caught_after_the_free
             f"Relational Databases: database instance db-{account_id} (postgres, orders)"
         ]
         assert status.verified
-        assert await pool.fetchval(
-            "select status from accounts where account_id = $1", account_id
-        ) == "active"
+        assert (
+            await pool.fetchval("select status from accounts where account_id = $1", account_id)
+            == "active"
+        )
         await pool.execute(
             "update db_instances set state = 'deleted' where account_id = $1", account_id
         )
@@ -298,13 +305,16 @@ async def test_a_legal_hold_blocks_the_purge_until_lifted_then_only_that_product
             account_id,
         )
         assert held == 3
-        assert await pool.fetchval(
-            "select status from accounts where account_id = $1", account_id
-        ) == "frozen"
+        assert (
+            await pool.fetchval("select status from accounts where account_id = $1", account_id)
+            == "frozen"
+        )
         with pytest.raises(ActionNotAllowed):
             await deletions.cancel(account_id)
 
-        await pool.execute("update legal_holds set lifted_at = now() where account_id = $1", account_id)
+        await pool.execute(
+            "update legal_holds set lifted_at = now() where account_id = $1", account_id
+        )
         await deletions.retry(account_id)
         receipt = await (await deletions.handle(account_id)).result()
         await record_history(client, account_id, "legal_hold_retried")

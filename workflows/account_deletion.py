@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.account import PURGES_UNFINISHED, AccountActivities
@@ -532,7 +532,8 @@ def _error_type(error: ActivityError) -> str | None:
 
 
 def _error_message(error: ActivityError) -> str:
-    cause = error.cause
-    while cause is not None and not isinstance(cause, ApplicationError) and cause.cause:
+    """The innermost failure's message: the product's own words (or the timeout)."""
+    cause: BaseException = error
+    while isinstance(cause, FailureError) and isinstance(cause.cause, FailureError):
         cause = cause.cause
-    return cause.message if cause is not None else str(error)
+    return cause.message if isinstance(cause, FailureError) else str(error)
