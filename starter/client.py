@@ -35,6 +35,7 @@ from workflows.models import (
     DeletionStatus,
     PendingTask,
     ProductProgress,
+    PurgeState,
     RecheckInput,
     ResendCodeInput,
     RetryPurgesInput,
@@ -152,8 +153,25 @@ class DeletionClient:
                 raise
             return await self._recorded_status(account_id)
         if description.status == WorkflowExecutionStatus.RUNNING:
-            return await handle.query(AccountDeletion.status)
+            return await self._with_purge_progress(await handle.query(AccountDeletion.status))
         return await self._recorded_status(account_id)
+
+    async def _with_purge_progress(self, status: DeletionStatus) -> DeletionStatus:
+        """Fills in the rows purged so far by running purges (committed with each batch)."""
+        running = [p for p in status.products if p.state is PurgeState.RUNNING]
+        if not running:
+            return status
+        rows = {
+            row["product"]: row["rows"]
+            for row in await self._pool.fetch(
+                "select product, sum(rows)::bigint as rows from purge_progress"
+                " where account_id = $1 group by product",
+                status.account_id,
+            )
+        }
+        for progress in running:
+            progress.rows = rows.get(progress.product, 0)
+        return status
 
     async def receipt(self, account_id: str) -> DeletionReceipt:
         await self._account_status(account_id)
