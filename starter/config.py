@@ -21,8 +21,10 @@ class Settings(BaseSettings):
     """host:port of a Temporal frontend; unset means the embedded dev server."""
     temporal_namespace: str = "default"
     temporal_task_queue: str = "account-deletion"
+    temporal_dev_port: int = 7233
+    """gRPC port of the embedded dev server."""
     temporal_ui_port: int = 8233
-    """Web UI port of the embedded dev server (its gRPC port is 7233)."""
+    """Web UI port of the embedded dev server."""
 
     database_url: str | None = None
     """PostgreSQL DSN; unset means the embedded PostgreSQL under `data_dir`."""

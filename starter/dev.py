@@ -47,6 +47,7 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
         if settings.temporal_address is None:
             temporal = EmbeddedTemporal(
                 settings.data_dir / "temporal.db",
+                port=settings.temporal_dev_port,
                 ui_port=settings.temporal_ui_port,
                 namespace=settings.temporal_namespace,
             )

@@ -190,7 +190,7 @@ def embedded_defaults(settings: Settings) -> Settings:
     """Fills unset TEMPORAL_ADDRESS / DATABASE_URL with the stack that `dev` runs."""
     update: dict[str, object] = {}
     if settings.temporal_address is None:
-        update["temporal_address"] = "127.0.0.1:7233"
+        update["temporal_address"] = f"127.0.0.1:{settings.temporal_dev_port}"
     if settings.database_url is None:
         socket_dir = embedded_socket_dir(settings.data_dir / "postgres")
         if socket_dir is None:

@@ -15,7 +15,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.notify import Message
+from activities.notify import Message, Notifier
 from activities.registration import RegistrationRequest, register_account
 from starter.client import DeletionClient
 from worker import activities_for
@@ -54,13 +54,18 @@ class Inbox:
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, inbox: Inbox, *, batch_size: int = 500
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    notifier: Notifier,
+    *,
+    batch_size: int = 500,
 ) -> AsyncIterator[Worker]:
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[AccountDeletion],
-        activities=activities_for(pool, inbox, purge_batch_size=batch_size),
+        activities=activities_for(pool, notifier, purge_batch_size=batch_size),
     ) as worker:
         yield worker
 

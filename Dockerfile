@@ -1,0 +1,24 @@
+# One image for every process of the product: the worker (default), the API and the one-shot
+# `migrate` job. docker-compose.yml builds it; `docker build -t account-deletion .` works alone.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# An unprivileged user runs the processes; the code stays root-owned and read-only to them.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home app
+
+WORKDIR /app
+COPY . /app
+
+# Editable install: the code finds its SQL migrations in /app/migrations, beside the sources.
+RUN pip install -e /app
+
+USER app
+
+# SIGTERM reaches the process directly (exec form): the worker finishes running activities
+# for WORKER_SHUTDOWN_SECONDS, so give `docker stop` a longer grace period than that.
+CMD ["account-deletion", "worker"]

@@ -1,0 +1,84 @@
+"""Migrations: applied in order, once, tracked, and safe when two processes start at once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from activities.db import MIGRATIONS_DIR, MigrationChecksumMismatch, load_migrations, migrate
+from tests.conftest import _dsn_for
+
+
+@pytest.fixture
+async def empty_database_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    await admin.execute(f"create database {name}")
+    await admin.close()
+    yield _dsn_for(postgres_admin_dsn, name)
+    admin = await asyncpg.connect(postgres_admin_dsn)
+    await admin.execute(f"drop database {name} with (force)")
+    await admin.close()
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    versions = [m.version for m in load_migrations()]
+    assert [int(v[:4]) for v in versions] == list(range(1, len(versions) + 1))
+
+
+async def test_two_processes_migrating_at_once_apply_each_migration_once(
+    empty_database_url: str,
+) -> None:
+    first = await asyncpg.connect(empty_database_url)
+    second = await asyncpg.connect(empty_database_url)
+    try:
+        results = await asyncio.gather(migrate(first), migrate(second))
+    finally:
+        await first.close()
+        await second.close()
+    all_versions = [m.version for m in load_migrations()]
+    assert sorted(results, key=len) == [[], all_versions]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        assert await conn.fetchval("select count(*) from schema_migrations") == len(all_versions)
+        assert await migrate(conn) == []
+    finally:
+        await conn.close()
+
+
+async def test_an_applied_migration_that_was_edited_is_refused(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, directory)
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn, directory)
+        first = sorted(directory.glob("0001_*.sql"))[0]
+        first.write_text(first.read_text() + "\n-- edited afterwards\n")
+        with pytest.raises(MigrationChecksumMismatch):
+            await migrate(conn, directory)
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_migration_applies_nothing(empty_database_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, directory)
+    (directory / "9999_broken.sql").write_text("create table broken (; \n")
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        with pytest.raises(asyncpg.PostgresSyntaxError):
+            await migrate(conn, directory)
+        tables = await conn.fetchval(
+            "select count(*) from information_schema.tables where table_schema = 'public'"
+        )
+        assert tables == 0
+    finally:
+        await conn.close()
