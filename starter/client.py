@@ -53,6 +53,8 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=settings.temporal_tls or settings.temporal_api_key is not None,
+        api_key=settings.temporal_api_key,
     )
 
 

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     """host:port of a Temporal frontend; unset means the embedded dev server."""
     temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    """Connect with TLS (implied by an API key), as Temporal Cloud needs."""
+    temporal_api_key: str | None = None
+    """API key for Temporal Cloud (env TEMPORAL_API_KEY)."""
     temporal_task_queue: str = "account-deletion"
     temporal_dev_port: int = 7233
     """gRPC port of the embedded dev server."""
