@@ -19,7 +19,7 @@ from activities.notify import LogNotifier, NotificationActivities, Notifier, Web
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
-from starter.config import Settings
+from starter.config import ConfigurationError, Settings
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def make_notifier(settings: Settings) -> Notifier:
     if settings.notifier == "webhook":
         if not settings.notify_webhook_url:
-            raise ValueError("NOTIFIER=webhook needs NOTIFY_WEBHOOK_URL")
+            raise ConfigurationError("NOTIFIER=webhook needs NOTIFY_WEBHOOK_URL")
         return WebhookNotifier(settings.notify_webhook_url)
     return LogNotifier()
 
@@ -73,7 +73,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     from starter.client import connect
 
     if settings.database_url is None:
-        raise ValueError("DATABASE_URL is not set (the embedded stack sets it in `dev`)")
+        raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

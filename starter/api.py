@@ -34,7 +34,7 @@ from starter.client import (
     DeletionNotFound,
     TooSoon,
 )
-from starter.config import Settings
+from starter.config import ConfigurationError, Settings
 from starter.links import LinkSigner
 from workflows.models import ACCOUNT_ID_PATTERN, DeletionReceipt, DeletionStatus
 
@@ -104,7 +104,7 @@ async def _services(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Cli
     from starter.client import connect
 
     if settings.database_url is None:
-        raise ValueError("DATABASE_URL is not set")
+        raise ConfigurationError("DATABASE_URL is not set")
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
         stack.push_async_callback(pool.close)
@@ -116,7 +116,7 @@ def create_app(
 ) -> FastAPI:
     """The app; given a pool and client it uses them, otherwise it opens its own at start-up."""
     if not settings.api_token:
-        raise ValueError("API_TOKEN is not set: the API refuses to run without a token")
+        raise ConfigurationError("API_TOKEN is not set: the API refuses to run without a token")
     token = settings.api_token.encode()
     signer = LinkSigner(settings.link_secret())
 

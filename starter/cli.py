@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from starter.config import Settings
+from starter.config import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     from starter.client import DeletionClient
@@ -95,15 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from starter.dev import run_dev
 
         return run_dev(settings, load_demo=not args.no_demo)
-    if command == "worker":
-        from worker import run_worker
+    try:
+        if command == "worker":
+            from worker import run_worker
 
-        asyncio.run(run_worker(settings))
-        return 0
-    if command == "api":
-        return _serve_api(settings, args.host, args.port)
-    handler = _COMMANDS[command]
-    return asyncio.run(handler(settings, args))
+            asyncio.run(run_worker(settings))
+            return 0
+        if command == "api":
+            return _serve_api(settings, args.host, args.port)
+        handler = _COMMANDS[command]
+        return asyncio.run(handler(settings, args))
+    except ConfigurationError as error:
+        _err(str(error))
+        return EXIT_USAGE
 
 
 def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
@@ -137,7 +141,7 @@ async def _database(settings: Settings) -> AsyncIterator[Any]:
     from activities.db import create_pool
 
     if settings.database_url is None:
-        raise SystemExit("account-deletion: DATABASE_URL is not set")
+        raise ConfigurationError("DATABASE_URL is not set")
     pool = await create_pool(settings.database_url, max_size=4)
     try:
         yield pool
@@ -149,7 +153,7 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from activities.db import migrate, wait_for_database
 
     if settings.database_url is None:
-        raise SystemExit("account-deletion: DATABASE_URL is not set")
+        raise ConfigurationError("DATABASE_URL is not set")
     await wait_for_database(settings.database_url)
     async with _database(settings) as pool, pool.acquire() as conn:
         applied = await migrate(conn)

@@ -23,7 +23,7 @@ from temporalio.common import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.config import Settings
+from starter.config import ConfigurationError, Settings
 from workflows.account_deletion import AccountDeletion
 from workflows.models import (
     ACCOUNT_ID,
@@ -48,7 +48,7 @@ from workflows.models import (
 async def connect(settings: Settings) -> Client:
     """One long-lived client per process, with the pydantic data converter."""
     if settings.temporal_address is None:
-        raise ValueError("TEMPORAL_ADDRESS is not set (the embedded stack sets it in `dev`)")
+        raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+class ConfigurationError(ValueError):
+    """A setting is missing or contradicts another: the message says which and what to do."""
+
+
 class Settings(BaseSettings):
     """Every knob the product reads; unset servers mean the embedded defaults."""
 
@@ -61,7 +65,7 @@ class Settings(BaseSettings):
         if self.link_secret_key:
             return self.link_secret_key.encode()
         if not self.api_token:
-            raise ValueError("set LINK_SECRET_KEY or API_TOKEN to sign verification links")
+            raise ConfigurationError("set LINK_SECRET_KEY or API_TOKEN to sign verification links")
         return hashlib.sha256(b"verification-links:" + self.api_token.encode()).digest()
 
     def base_url(self) -> str:
