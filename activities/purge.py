@@ -37,10 +37,18 @@ class PurgeActivities:
             raise ApplicationError(
                 f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
             )
+        if await self._already_completed(request):
+            return await self._complete(request, product)
         await self._refuse_if_held(request)
         details = activity.info().heartbeat_details
         start = int(details[0]) if details else 0
         if start:
+            # Rows written late into a table already passed would block its parent's
+            # delete (foreign key): resume at the first table that still holds rows.
+            left = await self._probe(product, request.account_id)
+            start = next(
+                (i for i, table in enumerate(product.tables[:start]) if table.table in left), start
+            )
             activity.logger.info("resuming purge of %s at table %d", product.name, start)
         for _ in range(3):
             for index, table in enumerate(product.tables):
@@ -65,6 +73,15 @@ class PurgeActivities:
                 for table in product.tables
             }
         return {name: count for name, count in counts.items() if count}
+
+    async def _already_completed(self, request: PurgeProductInput) -> bool:
+        """A retry after success returns the recorded receipt, even if a hold came since."""
+        found = await self._pool.fetchval(
+            "select 1 from product_purges where account_id = $1 and product = $2",
+            request.account_id,
+            request.product,
+        )
+        return found is not None
 
     async def _refuse_if_held(self, request: PurgeProductInput) -> None:
         reason = await self._pool.fetchval(
