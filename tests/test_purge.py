@@ -372,6 +372,41 @@ async def test_a_resumed_purge_does_not_revisit_tables_already_done(pool: asyncp
     assert sum(await seed_counts_of(pool, account_id, "compute")) == 0
 
 
+async def test_a_snapshot_written_late_does_not_block_its_disks_delete_on_resume(
+    pool: asyncpg.Pool,
+) -> None:
+    """A crash in compute_disks, then a product writes a snapshot of a remaining disk: the
+    resumed purge must take the snapshot first, or the disk's delete breaks its foreign key."""
+    account_id = await _account(pool)
+    seeded = (await seed_every_table(pool, account_id, n=4))["compute"]
+    crashed = _env()
+
+    def crash_in_disks(index: int) -> None:
+        if index == 1:
+            crashed.cancel()
+
+    crashed.on_heartbeat = crash_in_disks
+    with pytest.raises(asyncio.CancelledError):
+        await purge(pool, account_id, "compute", batch_size=2, env=crashed)
+    disk = await pool.fetchval(
+        "select disk_id from compute_disks where account_id = $1 limit 1", account_id
+    )
+    await pool.execute(
+        "insert into compute_snapshots (account_id, disk_id, size_gb) values ($1, $2, 10)",
+        account_id,
+        disk,
+    )
+
+    receipt = await purge(pool, account_id, "compute", batch_size=2, env=_env([1]))
+
+    counted = _rows(receipt)
+    assert counted["compute_snapshots"] == seeded["compute_snapshots"] + 1
+    assert {t: n for t, n in counted.items() if t != "compute_snapshots"} == {
+        t: n for t, n in seeded.items() if t != "compute_snapshots"
+    }
+    assert sum(await seed_counts_of(pool, account_id, "compute")) == 0
+
+
 async def seed_counts_of(pool: asyncpg.Pool, account_id: str, product: str) -> list[int]:
     return [await _count(pool, t.table, account_id) for t in PRODUCTS_BY_NAME[product].tables]
 
