@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -118,7 +119,11 @@ def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
     )
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    app = create_app(settings)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+    # that was there before it: this one, so that a graceful stop exits with status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
     return 0
 
 
