@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import Connection
-from activities.notify import record_outgoing
+from activities.notify import contact_channel, record_outgoing
 from activities.products import PRODUCTS
 from workflows.models import (
     AccountRef,
@@ -215,9 +215,7 @@ class AccountActivities:
                 products=request.products,
                 identifiers_released_at=released_at,
             )
-            channel, recipient = (
-                ("email", account["email"]) if account["email"] else ("sms", account["phone"])
-            )
+            channel, recipient = contact_channel(account["email"], account["phone"])
             body = (
                 "Your cloud account has been deleted. Its data was purged from "
                 f"{len(request.products)} products; the deletion cannot be undone."

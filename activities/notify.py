@@ -36,6 +36,11 @@ class Notifier(Protocol):
         """Delivers the message or raises; it may be called again for the same message."""
 
 
+def contact_channel(email: str | None, phone: str | None) -> tuple[str, str | None]:
+    """Email when the account has one (it can carry a longer message), otherwise SMS."""
+    return ("email", email) if email else ("sms", phone)
+
+
 def masked(channel: str, recipient: str) -> str:
     return mask_email(recipient) if channel == "email" else mask_phone(recipient)
 

@@ -12,7 +12,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notify import Message, Notifier, deliver_recorded, masked, record_outgoing
+from activities.notify import (
+    Message,
+    Notifier,
+    contact_channel,
+    deliver_recorded,
+    masked,
+    record_outgoing,
+)
 from workflows.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
 from workflows.models import VerificationOutcome as Outcome
 
@@ -54,9 +61,7 @@ class VerificationActivities:
                 raise ApplicationError(
                     "the account is not active", type=ACCOUNT_NOT_ACTIVE, non_retryable=True
                 )
-            channel, recipient = (
-                ("email", account["email"]) if account["email"] else ("sms", account["phone"])
-            )
+            channel, recipient = contact_channel(account["email"], account["phone"])
             if not recipient:
                 raise ApplicationError(
                     "the account has neither email nor phone", type=NO_CONTACT, non_retryable=True

@@ -20,7 +20,7 @@ from activities.registration import RegistrationRequest, register_account
 from starter.client import DeletionClient
 from worker import activities_for
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionStatus, Stage, workflow_id_for
+from workflows.models import DeletionPolicy, DeletionStatus, Stage, workflow_id_for
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 
@@ -115,6 +115,19 @@ async def new_account(pool: asyncpg.Pool, name: str | None = None) -> str:
 
 def _phone() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+async def start_and_receive_code(
+    deletions: DeletionClient,
+    inbox: Inbox,
+    account_id: str,
+    policy: DeletionPolicy | None = None,
+) -> str:
+    """Starts a deletion of an account with nothing pending; returns the code the user got."""
+    await deletions.start(account_id, policy=policy)
+    code = await inbox.next_code(account_id)
+    await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+    return code
 
 
 async def wait_for_stage(

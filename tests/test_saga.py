@@ -18,6 +18,7 @@ from tests.support import (
     record_history,
     resolve_every_prerequisite,
     running_worker,
+    start_and_receive_code,
     wait_for_stage,
 )
 from workflows.models import (
@@ -125,9 +126,7 @@ async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
     account_id = await new_account(pool)
     policy = DeletionPolicy(resend_interval=timedelta(seconds=0))
     async with running_worker(client, pool, task_queue, inbox):
-        await deletions.start(account_id, policy=policy)
-        code = await inbox.next_code(account_id)
-        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        code = await start_and_receive_code(deletions, inbox, account_id, policy)
         wrong = "999999" if code != "999999" else "888888"
         for left in (4, 3, 2, 1):
             status = await submit_and_wait(deletions, account_id, wrong)
@@ -170,9 +169,7 @@ async def test_cancel_after_the_freeze_unfreezes_the_account(
     deletions = DeletionClient(client, pool, task_queue)
     account_id = await new_account(pool)
     async with running_worker(client, pool, task_queue, inbox):
-        await deletions.start(account_id)
-        code = await inbox.next_code(account_id)
-        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        code = await start_and_receive_code(deletions, inbox, account_id)
         # Hold the account row so that the freeze waits: the run sits in FREEZING.
         async with pool.acquire() as blocker:
             tx = blocker.transaction()
@@ -246,9 +243,7 @@ async def test_a_resource_created_after_the_first_check_is_caught_after_the_free
     deletions = DeletionClient(client, pool, task_queue)
     account_id = await new_account(pool)
     async with running_worker(client, pool, task_queue, inbox):
-        await deletions.start(account_id)
-        code = await inbox.next_code(account_id)
-        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        code = await start_and_receive_code(deletions, inbox, account_id)
         await pool.execute(
             "insert into db_instances values ($1, $2, 'postgres', 'orders', 'available')",
             f"db-{account_id}",
@@ -287,9 +282,7 @@ async def test_a_legal_hold_blocks_the_purge_until_lifted_then_only_that_product
         account_id,
     )
     async with running_worker(client, pool, task_queue, inbox):
-        await deletions.start(account_id)
-        code = await inbox.next_code(account_id)
-        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        code = await start_and_receive_code(deletions, inbox, account_id)
         await deletions.submit_code(account_id, code)
         status = await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
         [task] = status.pending_tasks
