@@ -22,6 +22,8 @@ from tests.support import (
     wait_for_stage,
 )
 from workflows.models import (
+    ACCOUNT_ID,
+    DELETION_STAGE,
     DeletionPolicy,
     DeletionStatus,
     PurgeState,
@@ -71,6 +73,14 @@ async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_t
     assert again_registered.account_id != account_id
     status = await deletions.status(account_id)
     assert status.stage is Stage.DELETED
+    described = await (await deletions.handle(account_id)).describe()
+    assert described.typed_search_attributes.get(DELETION_STAGE) == "DELETED"
+    assert described.typed_search_attributes.get(ACCOUNT_ID) == account_id
+    row = await pool.fetchrow(
+        "select stage, closed_at, receipt from deletions where account_id = $1", account_id
+    )
+    assert row is not None and row["stage"] == "DELETED" and row["closed_at"] is not None
+    assert row["receipt"]["products"] == receipt.model_dump(mode="json")["products"]
 
 
 async def test_identifiers_are_held_while_purging(pool: asyncpg.Pool) -> None:
