@@ -12,6 +12,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.db import Connection
 from activities.notify import (
     Message,
     Notifier,
@@ -137,7 +138,7 @@ class VerificationActivities:
                 )
             row = await conn.fetchrow(
                 """
-                select account_id, salt, code_hash, expires_at, attempts_left,
+                select account_id, workflow_id, salt, code_hash, expires_at, attempts_left,
                        consumed_at, invalidated_at
                 from verification_challenges where challenge_id = $1 for update
                 """,
@@ -152,11 +153,14 @@ class VerificationActivities:
             matches = hmac.compare_digest(
                 hash_code(request.code, row["salt"], request.challenge_id), row["code_hash"]
             )
+            replaced = await self._matches_a_replaced_code(conn, row["workflow_id"], request)
             if (
                 row["consumed_at"]
                 or row["invalidated_at"]
                 or request.checked_at >= row["expires_at"]
+                or (replaced and not matches)
             ):
+                # A code from before a resend is expired, not wrong: it costs no attempt.
                 outcome = Outcome.EXPIRED
             elif attempts_left == 0:
                 outcome = Outcome.LOCKED
@@ -189,3 +193,24 @@ class VerificationActivities:
             )
         activity.logger.info("verification attempt: %s", outcome.value)
         return CodeCheck(outcome=outcome, attempts_left=attempts_left)
+
+    @staticmethod
+    async def _matches_a_replaced_code(
+        conn: Connection, workflow_id: str, request: CheckCodeInput
+    ) -> bool:
+        """Whether the code is one this deletion issued before a resend replaced it.
+
+        Every replaced challenge is hashed, whether or not one matches.
+        """
+        matched = False
+        for old in await conn.fetch(
+            """
+            select challenge_id, salt, code_hash from verification_challenges
+            where workflow_id = $1 and challenge_id <> $2 and invalidated_at is not null
+            """,
+            workflow_id,
+            uuid.UUID(request.challenge_id),
+        ):
+            digest = hash_code(request.code, old["salt"], str(old["challenge_id"]))
+            matched |= hmac.compare_digest(digest, old["code_hash"])
+        return matched

@@ -114,6 +114,8 @@ class AccountDeletion:
                         return await self._close(ended)
                     break
                 except GoBack:
+                    # New tasks late in the run: the user gets the full time again.
+                    tasks_deadline = workflow.now() + self._policy.tasks_deadline
                     continue
         except asyncio.CancelledError:
             # Cancelled through Temporal (an operator) before the point of no return.
@@ -137,6 +139,10 @@ class AccountDeletion:
             self._pending_tasks = report.pending_tasks
             if not self._pending_tasks:
                 return None
+            if workflow.now() >= deadline:
+                # Only after a last check at the deadline itself.
+                self._cancel_reason = "pending tasks were not resolved in time"
+                return Stage.EXPIRED
             self._recheck_requested = False
             await self._set_stage(Stage.AWAITING_TASKS)
             next_check = min(workflow.now() + self._policy.recheck_interval, deadline)
@@ -145,9 +151,6 @@ class AccountDeletion:
             )
             if self._cancel_requested:
                 return Stage.CANCELLED
-            if workflow.now() >= deadline and not self._recheck_requested:
-                self._cancel_reason = "pending tasks were not resolved in time"
-                return Stage.EXPIRED
 
     async def _verify(self) -> Stage | None:
         """Sends a code and waits for the right one; returns a final stage if the run ends."""
@@ -156,26 +159,35 @@ class AccountDeletion:
         await self._set_stage(Stage.AWAITING_VERIFICATION)
         await self._issue_code()
         while True:
-            woke = await self._wait_until(
-                lambda: bool(self._codes) or self._resend_requested or self._cancel_requested,
-                deadline,
-                deadline,
-            )
             if self._cancel_requested:
                 return Stage.CANCELLED
-            if not woke:
+            if workflow.now() >= deadline:
                 self._cancel_reason = "the deletion was never confirmed with a code"
                 return Stage.EXPIRED
-            if self._resend_requested:
+            if self._resend_requested and self._codes_left() == 0:
                 self._resend_requested = False
-                if self._may_resend():
-                    await self._issue_code()
+            if self._resend_requested and self._may_resend():
+                self._resend_requested = False
+                await self._issue_code()
             while self._codes:
                 if await self._check_code(self._codes.pop(0)) is VerificationOutcome.ACCEPTED:
                     self._verified = True
                     self._codes.clear()
                     self._deadline = None
                     return None
+            # A resend asked for too early is sent as soon as the interval has passed.
+            wake_at = deadline
+            if self._resend_requested and self._verification is not None:
+                wake_at = min(deadline, self._verification.next_resend_at)
+            await self._wait_until(
+                lambda: (
+                    bool(self._codes)
+                    or self._cancel_requested
+                    or (self._resend_requested and self._may_resend())
+                ),
+                wake_at,
+                deadline,
+            )
 
     async def _freeze_and_check_again(self) -> Stage | None:
         """The first saga step. Raises GoBack when something new is attached to the account."""
@@ -307,6 +319,9 @@ class AccountDeletion:
             codes_left=policy.max_codes - self._codes_issued,
             next_resend_at=workflow.now() + policy.resend_interval,
         )
+
+    def _codes_left(self) -> int:
+        return self._verification.codes_left if self._verification else 0
 
     def _may_resend(self) -> bool:
         verification = self._verification
@@ -452,17 +467,16 @@ class AccountDeletion:
 
     async def _wait_until(
         self, condition: Callable[[], bool], until: datetime, deadline: datetime
-    ) -> bool:
-        """Waits for the condition until `until`; False when it did not become true."""
+    ) -> None:
+        """Waits for the condition, at most until `until`; `deadline` is shown in the status."""
         self._deadline = deadline
         timeout = (until - workflow.now()).total_seconds()
         if timeout <= 0:
-            return condition()
+            return
         try:
             await workflow.wait_condition(condition, timeout=timeout)
         except TimeoutError:
-            return False
-        return True
+            pass
 
     # --- messages ------------------------------------------------------------------------------
 
