@@ -80,9 +80,8 @@ async def _connect(settings: Settings) -> Client:
 
 
 async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> None:
-    from activities.demo import seed_demo
-
     from activities.db import create_pool, migrate, wait_for_database
+    from activities.demo import seed_demo
     from starter.api import create_app
     from worker import build_worker, make_notifier
 

@@ -353,3 +353,45 @@ async def submit_and_wait(
             assert status.verification is not None and before.verification is not None
             if status.verification.attempts_left != before.verification.attempts_left:
                 return status
+
+
+async def test_an_operator_cancel_through_temporal_before_purging_ends_the_run_cancelled(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        await start_and_receive_code(deletions, inbox, account_id)
+        handle = await deletions.handle(account_id)
+        await handle.cancel()
+        receipt = await handle.result()
+    assert receipt.outcome is Stage.CANCELLED
+    assert receipt.reason == "cancelled by an operator"
+    assert (await deletions.status(account_id)).stage is Stage.CANCELLED
+
+
+async def test_an_operator_cancel_through_temporal_after_purging_began_is_refused(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    await pool.execute(
+        "insert into legal_holds (account_id, product, reason) values ($1, 'dns', 'Hold H-1')",
+        account_id,
+    )
+    async with running_worker(client, pool, task_queue, inbox):
+        code = await start_and_receive_code(deletions, inbox, account_id)
+        await deletions.submit_code(account_id, code)
+        await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
+        handle = await deletions.handle(account_id)
+        await handle.cancel()
+        await asyncio.sleep(1)
+        assert (await deletions.status(account_id)).stage is Stage.PURGE_BLOCKED
+        await pool.execute(
+            "update legal_holds set lifted_at = now() where account_id = $1", account_id
+        )
+        await deletions.retry(account_id)
+        receipt = await handle.result()
+    assert receipt.outcome is Stage.DELETED

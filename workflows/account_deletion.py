@@ -122,7 +122,16 @@ class AccountDeletion:
             await self._compensate()
             self._cancel_reason = "cancelled by an operator"
             return await self._close(Stage.CANCELLED)
-        # The point of no return: from here on the deletion only goes forward.
+        # The point of no return: from here on the deletion only goes forward, whatever is
+        # asked. A cancellation through Temporal is refused: the shielded task goes on.
+        forward = asyncio.ensure_future(self._purge_and_finalize())
+        while True:
+            try:
+                return await asyncio.shield(forward)
+            except asyncio.CancelledError:
+                workflow.logger.warning("cancellation refused: purging has begun")
+
+    async def _purge_and_finalize(self) -> DeletionReceipt:
         await self._purge_every_product()
         return await self._finalize()
 
