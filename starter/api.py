@@ -36,7 +36,7 @@ from starter.client import (
 )
 from starter.config import ConfigurationError, Settings
 from starter.links import LinkSigner
-from workflows.models import ACCOUNT_ID_PATTERN, DeletionReceipt, DeletionStatus
+from workflows.models import ACCOUNT_ID_PATTERN, CodeCheck, DeletionReceipt, DeletionStatus
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -242,17 +242,16 @@ def create_app(
 
     @app.post(
         "/v1/accounts/{account_id}/deletion/verification",
-        status_code=202,
         dependencies=secured,
         responses=_PROBLEMS,
         tags=["deletion"],
     )
     async def submit_code(
         account_id: AccountId, body: CodeSubmission, deletions: Deletions
-    ) -> Accepted:
-        """Passes the user's code on; the outcome shows in the status (attempts left)."""
-        await deletions.submit_code(account_id, body.code)
-        return Accepted(detail="code submitted; the status shows whether it was accepted")
+    ) -> CodeCheck:
+        """Checks the user's code: `accepted`, `wrong` (with attempts left), `expired` (ask
+        for a new code) or `locked` (too many wrong attempts: ask for a new code)."""
+        return await deletions.verify(account_id, body.code)
 
     @app.post(
         "/v1/accounts/{account_id}/deletion/recheck",

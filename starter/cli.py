@@ -256,8 +256,19 @@ async def _status(d: DeletionClient, a: argparse.Namespace) -> str:
 
 
 async def _verify(d: DeletionClient, a: argparse.Namespace) -> str:
-    await d.submit_code(a.account_id, a.code)
-    return "code submitted; `status` shows whether it was accepted"
+    from starter.client import CodeRefused
+    from workflows.models import VerificationOutcome
+
+    check = await d.verify(a.account_id, a.code)
+    if check.outcome is VerificationOutcome.ACCEPTED:
+        return "code accepted: the account is being deleted"
+    raise CodeRefused(
+        {
+            VerificationOutcome.WRONG: f"wrong code: {check.attempts_left} attempt(s) left",
+            VerificationOutcome.EXPIRED: "the code has expired or was replaced: `resend` one",
+            VerificationOutcome.LOCKED: "too many wrong attempts on this code: `resend` one",
+        }[check.outcome]
+    )
 
 
 async def _resend(d: DeletionClient, a: argparse.Namespace) -> str:

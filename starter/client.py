@@ -15,6 +15,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -30,6 +31,7 @@ from workflows.models import (
     ACCOUNT_ID,
     DELETION_STAGE,
     CancelInput,
+    CodeCheck,
     DeletionPolicy,
     DeletionReceipt,
     DeletionRequest,
@@ -85,6 +87,12 @@ class ActionNotAllowed(DeletionError):
     def __init__(self, message: str, stage: Stage) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+class CodeRefused(DeletionError):
+    """The code was checked and not accepted (wrong, expired or locked)."""
+
+    code = "code_refused"
 
 
 class TooSoon(DeletionError):
@@ -187,9 +195,26 @@ class DeletionClient:
         return DeletionReceipt.model_validate(row)
 
     async def submit_code(self, account_id: str, code: str) -> None:
+        """Hands the code on without waiting for the outcome (which the status then shows)."""
         request = SubmitCodeInput(code=code)
         await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
         await self._handle(account_id).signal(AccountDeletion.submit_verification_code, request)
+
+    async def verify(self, account_id: str, code: str) -> CodeCheck:
+        """Checks the code and answers with the outcome (a workflow update)."""
+        request = SubmitCodeInput(code=code)
+        await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
+        try:
+            return await self._handle(account_id).execute_update(
+                AccountDeletion.verify_code, request
+            )
+        except (WorkflowUpdateFailedError, RPCError) as error:
+            if isinstance(error, RPCError) and error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The stage moved on between the check and the update: the validator refused,
+            # or the run has closed.
+            stage = (await self.status(account_id)).stage
+            raise ActionNotAllowed(f"cannot submit a code in stage {stage.value}", stage) from error
 
     async def resend_code(self, account_id: str) -> DeletionStatus:
         status = await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "resend the code")

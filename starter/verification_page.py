@@ -156,11 +156,10 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
         if not code.isdigit() or not 4 <= len(code) <= 10:
             return back(link, "digits")
         try:
-            before = await deletions.status(claim.account_id)
-            await deletions.submit_code(claim.account_id, code)
+            await deletions.verify(claim.account_id, code)
         except DeletionError:
             return back(link, "not_now")
-        await _outcome_shown(deletions, claim.account_id, before)
+        # The outcome is in the status now; the page shows it after the redirect.
         return back(link)
 
     @app.post("/verify/{link}/resend", include_in_schema=False)
@@ -182,7 +181,7 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
             await deletions.cancel(claim.account_id, "cancelled on the verification page")
         except DeletionError:
             return back(link, "cancel_refused")
-        await _outcome_shown(deletions, claim.account_id, None)
+        await _cancel_shown(deletions, claim.account_id)
         return back(link)
 
 
@@ -195,22 +194,9 @@ _NOTICES = {
 }
 
 
-async def _outcome_shown(
-    deletions: DeletionClient, account_id: str, before: DeletionStatus | None
-) -> None:
-    """Waits briefly for the workflow to act on the signal, so the page shows the outcome."""
+async def _cancel_shown(deletions: DeletionClient, account_id: str) -> None:
+    """Waits briefly for the workflow to act on the cancel signal, so the page shows it."""
     for _ in range(50):
-        status = await deletions.status(account_id)
-        if before is None:
-            if status.stage.is_final or status.stage is not Stage.AWAITING_VERIFICATION:
-                return
-        elif status.stage is not before.stage or (
-            status.verification
-            and before.verification
-            and (
-                status.verification.attempts_left != before.verification.attempts_left
-                or status.verification.last_outcome != before.verification.last_outcome
-            )
-        ):
+        if (await deletions.status(account_id)).stage.is_final:
             return
         await asyncio.sleep(0.1)

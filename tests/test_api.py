@@ -148,14 +148,30 @@ async def test_a_deletion_through_the_api_and_the_verification_page(
         tampered = await api.get(page_path[:-2] + ("AA" if not page_path.endswith("AA") else "BB"))
         assert tampered.status_code == 403
 
+        wrong_again = await api.post(
+            f"/v1/accounts/{account_id}/deletion/verification", json={"code": wrong}, headers=AUTH
+        )
+        assert wrong_again.status_code == 200
+        assert wrong_again.json() == {"outcome": "wrong", "attempts_left": 3}
+        malformed = await api.post(
+            f"/v1/accounts/{account_id}/deletion/verification",
+            json={"code": "12ab56"},
+            headers=AUTH,
+        )
+        assert malformed.status_code == 422
         accepted = await api.post(
             f"/v1/accounts/{account_id}/deletion/verification", json={"code": code}, headers=AUTH
         )
-        assert accepted.status_code == 202
+        assert accepted.status_code == 200
+        assert accepted.json()["outcome"] == "accepted"
         deletions = DeletionClient(client, pool, task_queue)
         await (await deletions.handle(account_id)).result()
         status = await api.get(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
         assert status.json()["stage"] == "DELETED"
+        code_late = await api.post(
+            f"/v1/accounts/{account_id}/deletion/verification", json={"code": code}, headers=AUTH
+        )
+        assert code_late.status_code == 409
         cancel_late = await api.post(f"/v1/accounts/{account_id}/deletion/cancel", headers=AUTH)
         assert cancel_late.status_code == 409
         receipt = await api.get(f"/v1/accounts/{account_id}/deletion/receipt", headers=AUTH)

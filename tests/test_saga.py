@@ -395,3 +395,23 @@ async def test_an_operator_cancel_through_temporal_after_purging_began_is_refuse
         await deletions.retry(account_id)
         receipt = await handle.result()
     assert receipt.outcome is Stage.DELETED
+
+
+async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    async with running_worker(client, pool, task_queue, inbox):
+        code = await start_and_receive_code(deletions, inbox, account_id)
+        wrong = [c for c in ("111111", "222222", "333333", "444444") if c != code][:3]
+        answers = await asyncio.gather(*(deletions.verify(account_id, w) for w in wrong))
+        assert sorted(a.attempts_left for a in answers) == [2, 3, 4]
+        assert {a.outcome for a in answers} == {VerificationOutcome.WRONG}
+        accepted = await deletions.verify(account_id, code)
+        assert accepted.outcome is VerificationOutcome.ACCEPTED
+        with pytest.raises(ActionNotAllowed):
+            await deletions.verify(account_id, code)
+        receipt = await (await deletions.handle(account_id)).result()
+    assert receipt.outcome is Stage.DELETED

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         AccountRef,
         CancelInput,
         CheckCodeInput,
+        CodeCheck,
         DeletionPolicy,
         DeletionReceipt,
         DeletionRequest,
@@ -88,7 +89,8 @@ class AccountDeletion:
         self._identifiers_released = False
         self._compensations: list[Callable[[], Awaitable[None]]] = []
         # What the signals asked for; the run acts on it at its next step.
-        self._codes: list[str] = []
+        self._codes: list[tuple[str, asyncio.Future[CodeCheck] | None]] = []
+        """Submitted codes in arrival order; an update waits on its future for the outcome."""
         self._resend_requested = False
         self._recheck_requested = False
         self._retry_requested = False
@@ -163,6 +165,15 @@ class AccountDeletion:
 
     async def _verify(self) -> Stage | None:
         """Sends a code and waits for the right one; returns a final stage if the run ends."""
+        ended = await self._await_right_code()
+        # Codes still queued are not needed any more (accepted, cancelled or expired).
+        while self._codes:
+            _, reply = self._codes.pop(0)
+            if reply is not None:
+                reply.set_exception(_not_awaited())
+        return ended
+
+    async def _await_right_code(self) -> Stage | None:
         deadline = workflow.now() + self._policy.verification_deadline
         self._deadline = deadline
         await self._set_stage(Stage.AWAITING_VERIFICATION)
@@ -179,9 +190,14 @@ class AccountDeletion:
                 self._resend_requested = False
                 await self._issue_code()
             while self._codes:
-                if await self._check_code(self._codes.pop(0)) is VerificationOutcome.ACCEPTED:
+                code, reply = self._codes.pop(0)
+                outcome = await self._check_code(code)
+                if reply is not None:
+                    assert self._verification is not None
+                    attempts_left = self._verification.attempts_left
+                    reply.set_result(CodeCheck(outcome=outcome, attempts_left=attempts_left))
+                if outcome is VerificationOutcome.ACCEPTED:
                     self._verified = True
-                    self._codes.clear()
                     self._deadline = None
                     return None
             # A resend asked for too early is sent as soon as the interval has passed.
@@ -309,6 +325,7 @@ class AccountDeletion:
                 issued_at=workflow.now(),
                 expires_at=workflow.now() + policy.code_ttl,
                 attempts=policy.code_attempts,
+                code_digits=policy.code_digits,
             ),
             start_to_close_timeout=SHORT,
             # The gateway is retried until it accepts, for as long as the code would be valid.
@@ -491,8 +508,26 @@ class AccountDeletion:
 
     @workflow.signal
     def submit_verification_code(self, request: SubmitCodeInput) -> None:
-        if self._stage is Stage.AWAITING_VERIFICATION:
-            self._codes.append(request.code)
+        """For callers that need no answer; the outcome shows in the `status` query."""
+        if self._awaiting_code():
+            self._codes.append((request.code, None))
+
+    @workflow.update
+    async def verify_code(self, request: SubmitCodeInput) -> CodeCheck:
+        """Answers at once with the outcome, for the verification page. Attempts are checked
+        one at a time in arrival order, together with signalled ones: no race between them."""
+        reply: asyncio.Future[CodeCheck] = asyncio.get_running_loop().create_future()
+        self._codes.append((request.code, reply))
+        return await reply
+
+    @verify_code.validator
+    def _verify_code_only_while_awaited(self, request: SubmitCodeInput) -> None:
+        """Rejected before it reaches history: nothing is recorded for a code not awaited."""
+        if not self._awaiting_code():
+            raise _not_awaited()
+
+    def _awaiting_code(self) -> bool:
+        return self._stage is Stage.AWAITING_VERIFICATION and not self._verified
 
     @workflow.signal
     def resend_verification_code(self, request: ResendCodeInput | None = None) -> None:
@@ -547,6 +582,10 @@ class AccountDeletion:
     @property
     def _ref(self) -> AccountRef:
         return AccountRef(account_id=self._account_id, workflow_id=workflow.info().workflow_id)
+
+
+def _not_awaited() -> ApplicationError:
+    return ApplicationError("no verification code is awaited", type="CodeNotAwaited")
 
 
 def _error_type(error: ActivityError) -> str | None:

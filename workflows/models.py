@@ -68,6 +68,8 @@ class DeletionPolicy(_Model):
     verification_deadline: timedelta = timedelta(hours=24)
     """How long the run waits for a correct code before it ends as EXPIRED."""
     code_ttl: timedelta = timedelta(minutes=10)
+    code_digits: int = Field(default=6, ge=6, le=8)
+    """Random digits per code (NIST SP 800-63B: at least 6)."""
     code_attempts: int = Field(default=5, ge=1, le=10)
     """Wrong attempts allowed per code; after that the code is dead and a resend is needed."""
     resend_interval: timedelta = timedelta(minutes=1)
@@ -242,7 +244,7 @@ class IssueCodeInput(_Model):
     expires_at: datetime
     """Both on the workflow's clock, which also decides expiry when a code is submitted."""
     attempts: int
-    code_digits: int = 6
+    code_digits: int = Field(default=6, ge=6, le=8)
 
 
 class IssuedCode(_Model):
