@@ -1,0 +1,128 @@
+"""The verification code policy, rule by rule, on the real activities and PostgreSQL.
+
+Timers (expiry, resend interval, deadlines) are in test_timers.py on the time-skipping server;
+wrong attempts until the code is dead in test_saga.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from pydantic import ValidationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.verification import VerificationActivities, new_code
+from tests.support import Inbox, new_account
+from workflows.models import (
+    CheckCodeInput,
+    DeletionPolicy,
+    IssueCodeInput,
+    VerificationOutcome,
+)
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+async def issue(
+    activities: VerificationActivities, account_id: str, *, workflow_id: str, digits: int = 6
+) -> str:
+    challenge_id = str(uuid.uuid4())
+    await ActivityEnvironment().run(
+        activities.issue_verification_code,
+        IssueCodeInput(
+            account_id=account_id,
+            workflow_id=workflow_id,
+            challenge_id=challenge_id,
+            issued_at=NOW,
+            expires_at=NOW + timedelta(minutes=10),
+            attempts=5,
+            code_digits=digits,
+        ),
+    )
+    return challenge_id
+
+
+async def check(
+    activities: VerificationActivities, challenge_id: str, code: str
+) -> VerificationOutcome:
+    result = await ActivityEnvironment().run(
+        activities.check_verification_code,
+        CheckCodeInput(
+            challenge_id=challenge_id,
+            attempt_id=str(uuid.uuid4()),
+            code=code,
+            checked_at=NOW + timedelta(minutes=1),
+        ),
+    )
+    return result.outcome
+
+
+@pytest.mark.parametrize("digits", [6, 7, 8])
+async def test_codes_have_the_configured_number_of_random_digits(
+    pool: asyncpg.Pool, digits: int
+) -> None:
+    inbox = Inbox()
+    activities = VerificationActivities(pool, inbox)
+    account_id = await new_account(pool)
+    await issue(activities, account_id, workflow_id="wf-digits", digits=digits)
+    [body] = [m.body for m in inbox.messages]
+    code = body.split(" is ", 1)[1].split(".", 1)[0]
+    assert code.isdigit() and len(code) == digits
+
+
+def test_the_policy_refuses_codes_shorter_than_six_or_longer_than_eight_digits() -> None:
+    for digits in (4, 5, 9):
+        with pytest.raises(ValidationError):
+            DeletionPolicy(code_digits=digits)
+
+
+def test_codes_come_from_a_csprng_and_do_not_repeat_in_practice() -> None:
+    codes = {new_code(6) for _ in range(2000)}
+    assert all(len(code) == 6 and code.isdigit() for code in codes)
+    # 2,000 draws from a million: a handful of repeats at most, never a pattern.
+    assert len(codes) > 1990
+    assert {code[0] for code in codes} == set("0123456789")
+
+
+async def test_a_code_works_once(pool: asyncpg.Pool) -> None:
+    inbox = Inbox()
+    activities = VerificationActivities(pool, inbox)
+    account_id = await new_account(pool)
+    challenge = await issue(activities, account_id, workflow_id="wf-once")
+    code = inbox.codes(account_id)[0]
+    assert await check(activities, challenge, code) is VerificationOutcome.ACCEPTED
+    assert await check(activities, challenge, code) is VerificationOutcome.EXPIRED
+
+
+async def test_a_code_is_bound_to_the_deletion_it_was_issued_for(pool: asyncpg.Pool) -> None:
+    inbox = Inbox()
+    activities = VerificationActivities(pool, inbox)
+    mine, theirs = await new_account(pool), await new_account(pool)
+    my_challenge = await issue(activities, mine, workflow_id="wf-mine")
+    await issue(activities, theirs, workflow_id="wf-theirs")
+    while inbox.codes(theirs)[-1] == inbox.codes(mine)[0]:  # one in a million: draw again
+        await issue(activities, theirs, workflow_id="wf-theirs")
+    their_code = inbox.codes(theirs)[-1]
+    assert await check(activities, my_challenge, their_code) is VerificationOutcome.WRONG
+
+
+async def test_only_a_salted_hash_is_stored(pool: asyncpg.Pool) -> None:
+    inbox = Inbox()
+    activities = VerificationActivities(pool, inbox)
+    account_id = await new_account(pool)
+    first = await issue(activities, account_id, workflow_id="wf-hash-1")
+    second = await issue(activities, account_id, workflow_id="wf-hash-2")
+    rows = await pool.fetch(
+        "select challenge_id, salt, code_hash from verification_challenges order by issued_at"
+    )
+    assert {str(r["challenge_id"]) for r in rows} == {first, second}
+    assert rows[0]["salt"] != rows[1]["salt"] and len(rows[0]["salt"]) == 16
+    dump = await pool.fetchval(
+        "select string_agg(to_jsonb(c)::text, ' ') from verification_challenges c"
+    )
+    for code in inbox.codes(account_id):
+        assert code not in dump
+        assert code.encode().hex() not in dump
