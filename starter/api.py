@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, FastAPI, Path, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -177,6 +178,18 @@ def create_app(
     @app.exception_handler(DeletionError)
     async def deletion_error(request: Request, error: DeletionError) -> Response:
         return _problem(_ERRORS.get(type(error), 400), error.code, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        # Says which field and why, never echoing the value: it may be a code, email or phone.
+        fields = [
+            {"field": ".".join(str(part) for part in problem["loc"]), "message": problem["msg"]}
+            for problem in error.errors()
+        ]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse(
+            {"error": "invalid_request", "message": summary, "fields": fields}, status_code=422
+        )
 
     @app.exception_handler(IdentifierTaken)
     async def identifier_taken(request: Request, error: IdentifierTaken) -> Response:

@@ -178,3 +178,13 @@ async def test_a_deletion_through_the_api_and_the_verification_page(
         assert receipt.json()["outcome"] == "DELETED"
         final_page = await api.get(page_path)
         assert "Your account has been deleted." in final_page.text
+
+
+async def test_a_422_names_the_field_without_echoing_the_value(api: httpx.AsyncClient) -> None:
+    body = {"user_name": "jane", "email": "secret.person@nowhere", "phone": "+14155550123"}
+    response = await api.post("/v1/accounts", json=body, headers=AUTH)
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["error"] == "invalid_request"
+    assert [f["field"] for f in problem["fields"]] == ["body.email"]
+    assert "secret.person" not in response.text
