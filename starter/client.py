@@ -25,6 +25,7 @@ from temporalio.common import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.products import PRODUCTS
 from starter.config import ConfigurationError, Settings
 from workflows.account_deletion import AccountDeletion
 from workflows.models import (
@@ -313,11 +314,17 @@ def _status_from_row(row: asyncpg.Record) -> DeletionStatus:
         stage=stage,
         requested_by=row["requested_by"],
         pending_tasks=[PendingTask.model_validate(task) for task in row["pending_tasks"]],
-        products=[ProductProgress.model_validate(p) for p in row["products"].values()],
+        products=sorted(
+            (ProductProgress.model_validate(p) for p in row["products"].values()),
+            key=lambda progress: _REGISTRY_ORDER.get(progress.product, len(_REGISTRY_ORDER)),
+        ),
         identifiers_released=stage is Stage.DELETED,
         verified=stage in _VERIFIED_STAGES,
     )
 
+
+_REGISTRY_ORDER = {product.name: index for index, product in enumerate(PRODUCTS)}
+"""Products are shown in the registry's order, as the running workflow shows them."""
 
 _VERIFIED_STAGES = {
     Stage.FREEZING,

