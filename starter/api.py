@@ -40,6 +40,8 @@ from starter.links import LinkSigner
 from workflows.models import ACCOUNT_ID_PATTERN, CodeCheck, DeletionReceipt, DeletionStatus
 
 MAX_BODY_BYTES = 16 * 1024
+MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024
+"""The codec server receives whole histories' payloads (receipts can be large)."""
 
 AccountId = Annotated[
     str,
@@ -56,7 +58,7 @@ class Problem(BaseModel):
 
 class DeletionStarted(BaseModel):
     workflow_id: str
-    run_id: str | None
+    run_id: str
     started: bool
     """False when a deletion was already in progress: this is that deletion."""
     verification_url: str
@@ -162,11 +164,10 @@ def create_app(
     async def limit_body(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        limit = MAX_CODEC_BODY_BYTES if request.url.path.startswith("/codec/") else MAX_BODY_BYTES
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _problem(
-                413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _problem(413, "body_too_large", f"request bodies are limited to {limit} bytes")
         return await call_next(request)
 
     @app.exception_handler(_Unauthorized)
@@ -225,7 +226,7 @@ def create_app(
         started = await deletions.start(
             account_id, requested_by=(body or StartRequest()).requested_by
         )
-        link = signer.sign(account_id, started.workflow_id)
+        link = signer.sign(account_id, started.run_id)
         return DeletionStarted(
             workflow_id=started.workflow_id,
             run_id=started.run_id,
@@ -319,9 +320,11 @@ def create_app(
         await deletions.cancel(account_id, (body or CancelRequest()).reason)
         return Accepted(detail="the deletion will be cancelled")
 
+    from starter.codec_server import mount_codec_server
     from starter.verification_page import mount_verification_page
 
     mount_verification_page(app, signer, settings)
+    mount_codec_server(app, settings)
     return app
 
 

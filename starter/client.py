@@ -22,10 +22,10 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.products import PRODUCTS
+from starter.codec import data_converter
 from starter.config import ConfigurationError, Settings
 from workflows.account_deletion import AccountDeletion
 from workflows.models import (
@@ -50,13 +50,14 @@ from workflows.models import (
 
 
 async def connect(settings: Settings) -> Client:
-    """One long-lived client per process, with the pydantic data converter."""
+    """One long-lived client per process, with the pydantic data converter and the payload
+    codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter."""
     if settings.temporal_address is None:
         raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=settings.temporal_tls or settings.temporal_api_key is not None,
         api_key=settings.temporal_api_key,
     )
@@ -105,7 +106,7 @@ class TooSoon(DeletionError):
 @dataclass(frozen=True)
 class StartedDeletion:
     workflow_id: str
-    run_id: str | None
+    run_id: str
     started: bool
     """False when a deletion of this account was already in progress: that run is returned."""
 
@@ -152,7 +153,17 @@ class DeletionClient:
             ),
             static_summary=f"Deletion of account {account_id}, requested by {requested_by}",
         )
+        assert handle.result_run_id is not None
         return StartedDeletion(workflow_id, handle.result_run_id, started=True)
+
+    async def current_run_id(self, account_id: str) -> str | None:
+        """The id of the account's latest deletion run (running or closed), if any."""
+        try:
+            return (await self._handle(account_id).describe()).run_id
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
 
     async def status(self, account_id: str) -> DeletionStatus:
         """From the running workflow; from PostgreSQL once the run is closed."""

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,24 @@ class Settings(BaseSettings):
     """Signs verification page links (env LINK_SECRET_KEY); derived from API_TOKEN if unset."""
     public_base_url: str | None = None
     """Where users reach the API (for verification page links); defaults to http://host:port."""
+
+    payload_keys: SecretStr | None = None
+    """AES-256-GCM keys for Temporal payloads (env PAYLOAD_KEYS): `id:base64key,...`.
+
+    The first key encrypts new payloads; every listed key decrypts (rotation: prepend the new
+    key, keep the old ones while histories written with them are retained). `dev` makes one
+    under `data_dir` when unset; `python -m starter.codec new-key ID` prints a new entry.
+    """
+    codec_token: SecretStr | None = None
+    """A second bearer token the codec server accepts besides API_TOKEN (env CODEC_TOKEN):
+    operators decode histories with it without holding the console backend's token."""
+    codec_cors_origins: str | None = None
+    """Comma-separated browser origins of the Temporal UI allowed to call the codec server
+    (env CODEC_CORS_ORIGINS); unset means the embedded UI, http://127.0.0.1:<ui port> and
+    http://localhost:<ui port>."""
+    codec_trust_local_ui: bool = False
+    """Lets a browser on this machine whose Origin is an allowed UI origin use the codec
+    without a token. Only `dev` sets it: its UI has no login and cannot send one."""
 
     data_dir: Path = REPO_ROOT / ".data"
     """Embedded PostgreSQL data, the dev server's SQLite file and the dev API token."""

@@ -15,10 +15,12 @@ import sys
 from contextlib import ExitStack
 
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
 
+from starter.codec import PayloadKey
 from starter.config import Settings
-from starter.embedded import EmbeddedPostgres, EmbeddedTemporal
+from starter.embedded import PAYLOAD_KEYS_FILE, EmbeddedPostgres, EmbeddedTemporal
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +36,29 @@ def _dev_token(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def _dev_payload_keys(settings: Settings) -> SecretStr:
+    """PAYLOAD_KEYS if set, otherwise a key made once and kept under DATA_DIR.
+
+    Histories in the dev server's SQLite file stay readable across restarts only with the
+    same key: rotate by putting a new `id:key` entry first in that file (or in PAYLOAD_KEYS).
+    """
+    if settings.payload_keys is not None:
+        return settings.payload_keys
+    path = settings.data_dir / PAYLOAD_KEYS_FILE
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(PayloadKey.generate("dev1").entry() + "\n")
+    return SecretStr(path.read_text().strip())
+
+
 def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ui_url = None
     with ExitStack() as stack:
-        update: dict[str, object] = {"api_token": _dev_token(settings)}
+        update: dict[str, object] = {
+            "api_token": _dev_token(settings),
+            "payload_keys": _dev_payload_keys(settings),
+        }
         if settings.database_url is None:
             postgres = EmbeddedPostgres(settings.data_dir / "postgres")
             sys.stderr.write("starting embedded PostgreSQL ...\n")
@@ -50,11 +70,16 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
                 port=settings.temporal_dev_port,
                 ui_port=settings.temporal_ui_port,
                 namespace=settings.temporal_namespace,
+                # The UI decodes payloads through the API's codec server, from the browser.
+                ui_codec_endpoint=f"{settings.base_url()}/codec",
             )
             sys.stderr.write("starting Temporal dev server ...\n")
             temporal.start()
             stack.callback(temporal.stop)
             update["temporal_address"] = temporal.address
+            # Its UI has no login, so it cannot authenticate to the codec server: trust it
+            # from this machine, by its origin (see starter.codec_server).
+            update["codec_trust_local_ui"] = True
             ui_url = temporal.ui_url
         settings = settings.model_copy(update=update)
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from pydantic import SecretStr
 
 from starter.config import Settings
 
@@ -24,6 +25,8 @@ SEARCH_ATTRIBUTES = {"AccountId": "Keyword", "DeletionStage": "Keyword"}
 """Registered on every Temporal server the product uses (docker-compose does the same)."""
 
 DATABASE_NAME = "account_deletion"
+PAYLOAD_KEYS_FILE = "payload-keys"
+"""Under DATA_DIR: the dev stack's PAYLOAD_KEYS when the environment sets none."""
 
 
 def installed_binary(name: str) -> Path:
@@ -116,6 +119,8 @@ class EmbeddedTemporal:
     port: int = 7233
     ui_port: int = 8233
     namespace: str = "default"
+    ui_codec_endpoint: str | None = None
+    """Codec server the Web UI calls from the browser (`--ui-codec-endpoint`)."""
     extra_args: Sequence[str] = ()
     _process: subprocess.Popen[bytes] | None = None
 
@@ -127,14 +132,8 @@ class EmbeddedTemporal:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
-    def start(self) -> None:
-        for port in (self.port, self.ui_port):
-            if not port_is_free(port):
-                raise RuntimeError(
-                    f"port {port} is in use: is another Temporal dev server running? "
-                    "Stop it, or set TEMPORAL_ADDRESS to use it instead"
-                )
-        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+    def command(self) -> list[str]:
+        """The `temporal server start-dev` command line."""
         args = [
             str(installed_binary("temporal")),
             "server",
@@ -154,7 +153,19 @@ class EmbeddedTemporal:
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
-        args += list(self.extra_args)
+        if self.ui_codec_endpoint:
+            args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
+        return args + list(self.extra_args)
+
+    def start(self) -> None:
+        for port in (self.port, self.ui_port):
+            if not port_is_free(port):
+                raise RuntimeError(
+                    f"port {port} is in use: is another Temporal dev server running? "
+                    "Stop it, or set TEMPORAL_ADDRESS to use it instead"
+                )
+        self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        args = self.command()
         log = open(self.db_file.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the child
         self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -191,7 +202,8 @@ def embedded_socket_dir(pgdata: Path) -> Path | None:
 
 
 def embedded_defaults(settings: Settings) -> Settings:
-    """Fills unset TEMPORAL_ADDRESS / DATABASE_URL with the stack that `dev` runs."""
+    """Fills unset TEMPORAL_ADDRESS / DATABASE_URL (and API_TOKEN / PAYLOAD_KEYS, from the
+    files `dev` keeps under DATA_DIR) with the stack that `dev` runs."""
     update: dict[str, object] = {}
     if settings.temporal_address is None:
         update["temporal_address"] = f"127.0.0.1:{settings.temporal_dev_port}"
@@ -207,4 +219,8 @@ def embedded_defaults(settings: Settings) -> Settings:
         token_file = settings.data_dir / "api-token"
         if token_file.exists():
             update["api_token"] = token_file.read_text().strip()
+    if settings.payload_keys is None:
+        keys_file = settings.data_dir / PAYLOAD_KEYS_FILE
+        if keys_file.exists():
+            update["payload_keys"] = SecretStr(keys_file.read_text().strip())
     return settings.model_copy(update=update) if update else settings

@@ -1,7 +1,8 @@
-"""Signed, expiring links to the verification page, bound to one account's deletion.
+"""Signed, expiring links to the verification page, bound to one deletion run.
 
 The account id alone cannot open the page: the link carries an HMAC over the account, the
-workflow and the expiry, made with a server secret.
+run and the expiry, made with a server secret. A link from an earlier (cancelled) deletion of
+the same account does not open a later one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class InvalidLink(Exception):
 @dataclass(frozen=True)
 class LinkClaims:
     account_id: str
-    workflow_id: str
+    run_id: str
     expires_at: int
 
 
@@ -43,9 +44,9 @@ class LinkSigner:
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
-    def sign(self, account_id: str, workflow_id: str, *, now: float | None = None) -> str:
+    def sign(self, account_id: str, run_id: str, *, now: float | None = None) -> str:
         expires = int((now if now is not None else time.time()) + self._lifetime)
-        payload = _b64(json.dumps([account_id, workflow_id, expires]).encode())
+        payload = _b64(json.dumps([account_id, run_id, expires]).encode())
         return f"{payload}.{self._mac(payload)}"
 
     def verify(self, link: str, *, now: float | None = None) -> LinkClaims:
@@ -53,9 +54,9 @@ class LinkSigner:
         if not mac or not hmac.compare_digest(mac, self._mac(payload)):
             raise InvalidLink()
         try:
-            account_id, workflow_id, expires = json.loads(_unb64(payload))
+            account_id, run_id, expires = json.loads(_unb64(payload))
         except ValueError:
             raise InvalidLink() from None
         if expires < (now if now is not None else time.time()):
             raise InvalidLink()
-        return LinkClaims(str(account_id), str(workflow_id), int(expires))
+        return LinkClaims(str(account_id), str(run_id), int(expires))

@@ -7,6 +7,7 @@ Every action redirects back to the page, which shows the outcome in words.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from html import escape
 
 from fastapi import FastAPI, Form, Request
@@ -25,7 +26,7 @@ h1{font-size:1.5rem}
 .error{border-color:#a00000;background:#fdecea}
 .ok{border-color:#0a5c2f;background:#e8f5ec}
 label{display:block;font-weight:600;margin-top:1rem}
-input{font-size:1.25rem;padding:.4rem;width:10ch;letter-spacing:.2em}
+input{font-size:1.25rem;padding:.4rem;width:14ch;letter-spacing:.2em}
 button{font-size:1rem;padding:.5rem 1rem;margin-top:.75rem;cursor:pointer}
 button.danger{background:#a00000;color:#fff;border:0}
 :focus-visible{outline:3px solid #1a4fd6;outline-offset:2px}
@@ -40,19 +41,34 @@ _OUTCOMES = {
 }
 
 
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+_HEADERS = {
+    # The link works like a password and the page has a destructive button.
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def _page(title: str, body: str, status_code: int = 200, *, refresh: bool = False) -> HTMLResponse:
+    # Pages of a deletion in progress refresh themselves: no JavaScript needed.
+    meta_refresh = '<meta http-equiv="refresh" content="5">' if refresh else ""
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"{meta_refresh}<title>{escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
     )
-    return HTMLResponse(html, status_code=status_code)
+    return HTMLResponse(html, status_code=status_code, headers=_HEADERS)
 
 
-def _note(text: str, kind: str = "") -> str:
+def _note(text: str, kind: str = "", note_id: str | None = None) -> str:
     role = ' role="alert"' if kind == "error" else ' role="status"'
-    return f'<p class="note {kind}"{role}>{escape(text)}</p>'
+    ident = f' id="{note_id}"' if note_id else ""
+    return f'<p class="note {kind}"{ident}{role}>{escape(text)}</p>'
 
 
 def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLResponse:
@@ -62,20 +78,25 @@ def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLRespon
     if stage is Stage.AWAITING_VERIFICATION and status.verification:
         v = status.verification
         outcome = v.last_outcome
+        failed = outcome is not None and outcome is not VerificationOutcome.ACCEPTED
         if outcome is VerificationOutcome.WRONG:
             left = f"{v.attempts_left} attempt{'s' if v.attempts_left != 1 else ''} left"
-            parts.append(_note(f"{_OUTCOMES[outcome]} {left}.", "error"))
-        elif outcome is not None and outcome is not VerificationOutcome.ACCEPTED:
-            parts.append(_note(_OUTCOMES[outcome], "error"))
+            parts.append(_note(f"{_OUTCOMES[outcome]} {left}.", "error", "code-error"))
+        elif outcome is not None and failed:
+            parts.append(_note(_OUTCOMES[outcome], "error", "code-error"))
+        described = "code-error code-help" if failed else "code-help"
+        invalid = ' aria-invalid="true"' if failed else ""
+        minutes = max(0, round((v.code_expires_at - datetime.now(UTC)).total_seconds() / 60))
         parts.append(
-            f"<p>We sent a code to <strong>{escape(v.destination)}</strong>. It is valid until "
-            f"<strong>{v.code_expires_at:%H:%M} UTC</strong> on {v.code_expires_at:%d %B %Y}.</p>"
+            f"<p>We sent a code to <strong>{escape(v.destination)}</strong>. It is valid for "
+            f"about {minutes} more minute{'s' if minutes != 1 else ''} (until "
+            f"<strong>{v.code_expires_at:%H:%M} UTC</strong> on {v.code_expires_at:%d %B %Y}).</p>"
             "<p>Deleting your account removes your data from every product and cannot be "
             "undone.</p>"
             f'<form method="post" action="{base}/code">'
             '<label for="code">Verification code</label>'
             '<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" '
-            'pattern="[0-9]{4,10}" required autofocus aria-describedby="code-help">'
+            f'pattern="[0-9]{{4,10}}" required autofocus aria-describedby="{described}"{invalid}>'
             '<p id="code-help">The digits from the message, without spaces.</p>'
             '<button type="submit" class="danger">Delete my account</button></form>'
             f'<form class="inline" method="post" action="{base}/resend">'
@@ -108,7 +129,14 @@ def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLRespon
         parts.append(
             _note("Your code was accepted. Your account is being deleted; this can take a while.")
         )
-    return _page("Delete your account", "".join(parts))
+    in_progress = stage in (
+        Stage.CHECKING_PREREQUISITES,
+        Stage.FREEZING,
+        Stage.PURGING,
+        Stage.PURGE_BLOCKED,
+        Stage.RELEASING_IDENTIFIERS,
+    )
+    return _page("Delete your account", "".join(parts), refresh=in_progress)
 
 
 def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings) -> None:
@@ -117,11 +145,17 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
             request.app.state.client, request.app.state.pool, settings.temporal_task_queue
         )
 
-    def claims(link: str) -> LinkClaims | None:
+    async def claims(link: str, request: Request) -> LinkClaims | None:
+        """The link's claims if it is genuine, unexpired and for the account's current run."""
         try:
-            return signer.verify(link)
+            claim = signer.verify(link)
         except InvalidLink:
             return None
+        try:
+            current = await client(request).current_run_id(claim.account_id)
+        except DeletionError:
+            return None
+        return claim if current == claim.run_id else None
 
     refused = _page(
         "This link does not work",
@@ -139,7 +173,7 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
 
     @app.get("/verify/{link}", include_in_schema=False)
     async def show(link: str, request: Request, notice: str | None = None) -> Response:
-        if (claim := claims(link)) is None:
+        if (claim := await claims(link, request)) is None:
             return refused
         try:
             status = await client(request).status(claim.account_id)
@@ -148,12 +182,12 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
         return _render(link, status, _NOTICES.get(notice or ""))
 
     @app.post("/verify/{link}/code", include_in_schema=False)
-    async def submit(link: str, request: Request, code: str = Form(max_length=32)) -> Response:
-        if (claim := claims(link)) is None:
+    async def submit(link: str, request: Request, code: str = Form("")) -> Response:
+        if (claim := await claims(link, request)) is None:
             return refused
         deletions = client(request)
         code = code.strip().replace(" ", "")
-        if not code.isdigit() or not 4 <= len(code) <= 10:
+        if not code.isdigit() or not 4 <= len(code) <= 10:  # also what a browser let through
             return back(link, "digits")
         try:
             await deletions.verify(claim.account_id, code)
@@ -164,7 +198,7 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
 
     @app.post("/verify/{link}/resend", include_in_schema=False)
     async def resend(link: str, request: Request) -> Response:
-        if (claim := claims(link)) is None:
+        if (claim := await claims(link, request)) is None:
             return refused
         try:
             await client(request).resend_code(claim.account_id)
@@ -174,7 +208,7 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
 
     @app.post("/verify/{link}/cancel", include_in_schema=False)
     async def cancel(link: str, request: Request) -> Response:
-        if (claim := claims(link)) is None:
+        if (claim := await claims(link, request)) is None:
             return refused
         deletions = client(request)
         try:

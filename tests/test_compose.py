@@ -319,6 +319,28 @@ def test_ui_talks_to_temporal_and_can_use_a_codec(compose: dict[str, Any]) -> No
     assert [published(port) for port in ui.get("ports", [])] == [(8233, 8080)]
 
 
+def test_payloads_are_encrypted_and_the_ui_decodes_through_the_apis_codec(
+    compose: dict[str, Any],
+) -> None:
+    from starter.codec_server import CODEC_PATH, SESSION_COOKIE
+
+    for name in ("worker", "api"):
+        keys = environment(services(compose)[name]).get("PAYLOAD_KEYS")
+        assert keys is not None, f"{name} cannot encrypt payloads without PAYLOAD_KEYS"
+        assert default_value(keys) is None, "PAYLOAD_KEYS must be required, not defaulted"
+    ui = environment(services(compose)["temporal-ui"])
+    endpoint = urlsplit(str(default_value(ui["TEMPORAL_CODEC_ENDPOINT"])))
+    api = services(compose)["api"]
+    assert endpoint.path == CODEC_PATH, "the UI's codec endpoint is not the API's codec"
+    assert endpoint.port in {host for host, _ in map(published, api.get("ports", []))}
+    assert ui.get("TEMPORAL_CODEC_INCLUDE_CREDENTIALS") == "true", (
+        f"without credentials the UI does not send the {SESSION_COOKIE} cookie"
+    )
+    (ui_host, _), *_ = map(published, services(compose)["temporal-ui"]["ports"])
+    origins = str(default_value(environment(api)["CODEC_CORS_ORIGINS"])).split(",")
+    assert f"http://localhost:{ui_host}" in origins, "the codec's CORS does not admit the UI"
+
+
 # --- commands, ports and start order ---------------------------------------------------------
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from starter.codec import data_converter_for_keys
+from tests.conftest import TEST_PAYLOAD_KEYS
 from workflows.account_deletion import AccountDeletion
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
@@ -34,6 +35,10 @@ def test_histories_are_checked_in() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_recorded_history_replays_on_the_current_workflow(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[AccountDeletion], data_converter=pydantic_data_converter)
+    # The product's converter: histories recorded before payloads were encrypted replay
+    # through it too (the codec passes unencrypted payloads through).
+    replayer = Replayer(
+        workflows=[AccountDeletion], data_converter=data_converter_for_keys(TEST_PAYLOAD_KEYS)
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.stem}: {result.replay_failure}"
