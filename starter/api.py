@@ -37,7 +37,13 @@ from starter.client import (
 )
 from starter.config import ConfigurationError, Settings
 from starter.links import LinkSigner
-from workflows.models import ACCOUNT_ID_PATTERN, CodeCheck, DeletionReceipt, DeletionStatus
+from workflows.models import (
+    ACCOUNT_ID_PATTERN,
+    REQUESTER_PATTERN,
+    CodeCheck,
+    DeletionReceipt,
+    DeletionStatus,
+)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024
@@ -82,7 +88,7 @@ class CancelRequest(BaseModel):
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    requested_by: str = Field(default="console", max_length=200, pattern=r"^[\w.@:-]+$")
+    requested_by: str = Field(default="console", max_length=200, pattern=REQUESTER_PATTERN)
     """The console user or operator id asking (shown to operators; not an email)."""
 
 

@@ -214,3 +214,17 @@ async def test_a_link_from_an_earlier_deletion_does_not_open_a_later_one(
         assert "frame-ancestors 'none'" in shown.headers["Content-Security-Policy"]
         await deletions.cancel(account_id)
         await (await deletions.handle(account_id)).result()
+
+
+async def test_the_requester_is_an_id_never_an_email(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    account_id = await new_account(pool)
+    response = await api.post(
+        f"/v1/accounts/{account_id}/deletion",
+        json={"requested_by": "jane@example.com"},
+        headers=AUTH,
+    )
+    assert response.status_code == 422
+    assert "jane@example.com" not in response.text
+    assert await pool.fetchval("select count(*) from deletions") == 0

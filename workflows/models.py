@@ -15,6 +15,8 @@ from temporalio.common import SearchAttributeKey
 TASK_QUEUE = "account-deletion"
 WORKFLOW_TYPE = "AccountDeletion"
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+REQUESTER_PATTERN = r"^[\w.:-]+$"
+"""Who asked: an operator or console user id. No '@': it is shown in the UI, so never an email."""
 
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
@@ -85,7 +87,7 @@ class DeletionRequest(_Model):
     """Input of the AccountDeletion workflow."""
 
     account_id: str = Field(pattern=ACCOUNT_ID_PATTERN)
-    requested_by: str = Field(default="console", max_length=200)
+    requested_by: str = Field(default="console", max_length=200, pattern=REQUESTER_PATTERN)
     """Who asked (an operator or the console's user id): shown in the UI, never PII."""
     policy: DeletionPolicy = DeletionPolicy()
 
