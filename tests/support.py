@@ -225,3 +225,22 @@ async def record_history(client: Client, account_id: str, name: str) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def table_snapshot(pool: asyncpg.Pool) -> dict[str, str]:
+    """Row count and a digest of the content of every table: to show that nothing changed."""
+    async with pool.acquire() as conn:
+        tables = [
+            row["tablename"]
+            for row in await conn.fetch(
+                "select tablename from pg_tables where schemaname = current_schema()"
+            )
+        ]
+        # Table names come from the catalogue, not from input.
+        return {
+            table: await conn.fetchval(
+                "select count(*) || ' rows, ' ||"
+                f" coalesce(md5(string_agg(t::text, '|' order by t::text)), '-') from {table} t"
+            )
+            for table in tables
+        }

@@ -29,6 +29,7 @@ from activities.prerequisites import PrerequisiteActivities
 from activities.products import PRODUCTS
 from activities.purge import PURGE_REFUSED, PurgeActivities
 from activities.registration import RegistrationRequest, register_account
+from tests.support import table_snapshot
 from workflows.models import AccountRef, PurgeProductInput, TaskCategory, workflow_id_for
 
 SMALL = DemoSizes(
@@ -125,24 +126,6 @@ async def rows_of(pool: asyncpg.Pool, account_id: str, tables: tuple[str, ...]) 
         )
         for table in tables
     }
-
-
-async def snapshot(pool: asyncpg.Pool) -> dict[str, str]:
-    """Row count and a digest of the content of every table of the schema."""
-    async with pool.acquire() as conn:
-        tables = [
-            row["tablename"]
-            for row in await conn.fetch(
-                "select tablename from pg_tables where schemaname = current_schema()"
-            )
-        ]
-        return {
-            table: await conn.fetchval(
-                "select count(*) || ' rows, ' ||"
-                f" coalesce(md5(string_agg(t::text, '|' order by t::text)), '-') from {table} t"
-            )
-            for table in tables
-        }
 
 
 async def account_tables(pool: asyncpg.Pool) -> tuple[str, ...]:
@@ -361,11 +344,11 @@ async def test_large_with_the_default_sizes_seeds_in_seconds(pool: asyncpg.Pool)
 
 
 async def test_seeding_again_changes_nothing(pool: asyncpg.Pool, demo: dict[str, str]) -> None:
-    before = await snapshot(pool)
+    before = await table_snapshot(pool)
     assert [t for t in RESIDUAL_TABLES if before[t].startswith("0 rows")] == []
     assert await seed_demo(pool, sizes=SMALL) == demo
     assert await seed_demo(pool, sizes=DemoSizes(storage_objects=9)) == demo
-    assert await snapshot(pool) == before
+    assert await table_snapshot(pool) == before
     markers = await pool.fetch(
         "select account_id, detail->>'scenario' as scenario from audit_events where kind = $1"
         " order by event_id",
@@ -496,12 +479,12 @@ async def test_a_demo_identifier_held_by_another_account_is_a_clear_error(
     pool: asyncpg.Pool, stranger: RegistrationRequest
 ) -> None:
     other = await register_account(pool, stranger)
-    before = await snapshot(pool)
+    before = await table_snapshot(pool)
 
     with pytest.raises(DemoAccountConflict, match="clean demo"):
         await seed_demo(pool, sizes=SMALL)
 
-    assert await snapshot(pool) == before
+    assert await table_snapshot(pool) == before
     assert (
         await pool.fetchval("select count(*) from sessions where account_id = $1", other.account_id)
         == 0

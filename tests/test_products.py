@@ -25,6 +25,7 @@ from activities.products import (
     TablePurge,
 )
 from activities.registration import RegistrationRequest, register_account
+from tests.support import table_snapshot
 from workflows.models import AccountRef, PendingTask, TaskCategory, workflow_id_for
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -430,24 +431,6 @@ async def _attach_residual_only(pool: asyncpg.Pool, a: str) -> None:
         )
 
 
-async def _snapshot(pool: asyncpg.Pool) -> dict[str, str]:
-    """Row count and a digest of the content of every table."""
-    async with pool.acquire() as conn:
-        tables = [
-            row["tablename"]
-            for row in await conn.fetch(
-                "select tablename from pg_tables where schemaname = current_schema()"
-            )
-        ]
-        return {
-            table: await conn.fetchval(
-                "select count(*) || ' rows, ' ||"
-                f" coalesce(md5(string_agg(t::text, '|' order by t::text)), '-') from {table} t"
-            )
-            for table in tables
-        }
-
-
 async def _check(pool: asyncpg.Pool, account_id: str) -> list[PendingTask]:
     ref = AccountRef(account_id=account_id, workflow_id=workflow_id_for(account_id))
     report = await ActivityEnvironment().run(PrerequisiteActivities(pool).check_prerequisites, ref)
@@ -501,10 +484,10 @@ async def test_the_prerequisite_check_writes_nothing(pool: asyncpg.Pool) -> None
     await _attach_one_of_everything(pool, busy)
     quiet = await _register(pool)
     await _attach_residual_only(pool, quiet)
-    before = await _snapshot(pool)
+    before = await table_snapshot(pool)
     assert before["compute_instances"].startswith("2 rows, ")
 
     assert await _check(pool, busy)
     assert await _check(pool, quiet) == []
 
-    assert await _snapshot(pool) == before
+    assert await table_snapshot(pool) == before
