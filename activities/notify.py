@@ -60,6 +60,9 @@ class LogNotifier:
         stream.flush()
 
 
+UNKNOWN_NOTIFICATION = "UnknownNotification"
+
+
 class DeliveryFailed(Exception):
     """The gateway did not accept the message; the activity retries."""
 
@@ -173,7 +176,7 @@ class NotificationActivities:
         )
         if row is None:
             raise ApplicationError(
-                "no such notification", type="UnknownNotification", non_retryable=True
+                "no such notification", type=UNKNOWN_NOTIFICATION, non_retryable=True
             )
         if row["delivered_at"] is not None:
             return False

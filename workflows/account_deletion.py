@@ -10,6 +10,7 @@ identifiers, finalize. Every side effect is an activity; the stage is kept curre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.account import PURGES_UNFINISHED, AccountActivities
-    from activities.notify import NotificationActivities
+    from activities.notify import UNKNOWN_NOTIFICATION, NotificationActivities
     from activities.prerequisites import PrerequisiteActivities
     from activities.purge import PURGE_REFUSED, UNKNOWN_PRODUCT, PurgeActivities
     from activities.verification import (
@@ -65,6 +66,11 @@ DATABASE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
 )
 SHORT = timedelta(seconds=30)
+
+
+def _except(*permanent: str) -> RetryPolicy:
+    """DATABASE_RETRY, but the activity's permanent error types fail at once."""
+    return dataclasses.replace(DATABASE_RETRY, non_retryable_error_types=list(permanent))
 
 
 class GoBack(Exception):
@@ -330,11 +336,7 @@ class AccountDeletion:
             start_to_close_timeout=SHORT,
             # The gateway is retried until it accepts, for as long as the code would be valid.
             schedule_to_close_timeout=policy.code_ttl,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                maximum_interval=timedelta(seconds=30),
-                non_retryable_error_types=[ACCOUNT_NOT_ACTIVE, NO_CONTACT],
-            ),
+            retry_policy=_except(ACCOUNT_NOT_ACTIVE, NO_CONTACT),
         )
         self._codes_issued += 1
         self._verification = VerificationStatus(
@@ -374,11 +376,7 @@ class AccountDeletion:
                     checked_at=workflow.now(),
                 ),
                 start_to_close_timeout=SHORT,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    maximum_interval=timedelta(seconds=30),
-                    non_retryable_error_types=[UNKNOWN_CHALLENGE],
-                ),
+                retry_policy=_except(UNKNOWN_CHALLENGE),
             )
             outcome = check.outcome
             verification.attempts_left = check.attempts_left
@@ -446,7 +444,7 @@ class AccountDeletion:
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=5),
                     maximum_interval=timedelta(minutes=10),
-                    non_retryable_error_types=["UnknownNotification"],
+                    non_retryable_error_types=[UNKNOWN_NOTIFICATION],
                 ),
             )
         except ActivityError as error:
