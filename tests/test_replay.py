@@ -29,6 +29,8 @@ def test_histories_are_checked_in() -> None:
         "cancel_after_freeze",
         "late_resource_caught",
         "legal_hold_retried",
+        "temporal_cancel_refused_after_purge",
+        "verified_by_update",
     } <= names
 
 

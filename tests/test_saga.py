@@ -394,6 +394,7 @@ async def test_an_operator_cancel_through_temporal_after_purging_began_is_refuse
         )
         await deletions.retry(account_id)
         receipt = await handle.result()
+        await record_history(client, account_id, "temporal_cancel_refused_after_purge")
     assert receipt.outcome is Stage.DELETED
 
 
@@ -414,4 +415,5 @@ async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(
         with pytest.raises(ActionNotAllowed):
             await deletions.verify(account_id, code)
         receipt = await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "verified_by_update")
     assert receipt.outcome is Stage.DELETED
