@@ -64,6 +64,10 @@ def build_worker(
         workflows=[AccountDeletion],
         activities=activities_for(pool, notifier, purge_batch_size=settings.purge_batch_size),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker_max_concurrent_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
 
 

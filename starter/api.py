@@ -7,6 +7,7 @@ JSON under /v1 with a bearer token; the OpenAPI document at /openapi.json (docs 
 The verification page under /verify/{link} needs no token: the signed link is the credential.
 """
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -205,7 +206,27 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready when PostgreSQL and Temporal both answer; 503 names what does not."""
+        checks = {"postgres": "ok", "temporal": "ok"}
+        try:
+            async with asyncio.timeout(3):
+                await request.app.state.pool.fetchval("select 1")
+        except Exception as error:  # any failure means not ready; the kind is reported
+            checks["postgres"] = f"unavailable ({type(error).__name__})"
+        try:
+            async with asyncio.timeout(3):
+                healthy = await request.app.state.client.service_client.check_health()
+            if not healthy:
+                checks["temporal"] = "unavailable (not serving)"
+        except Exception as error:
+            checks["temporal"] = f"unavailable ({type(error).__name__})"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     @app.post(
         "/v1/accounts",

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
 
     purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Rows per purge transaction: small enough that no transaction holds locks for long."""
+    worker_max_concurrent_activities: int = Field(default=20, ge=1, le=1000)
+    """Activities one worker runs at once. Purges hold a pool connection per batch, so keep
+    this near DATABASE_POOL_SIZE times two; scale out with more workers instead."""
+    worker_max_concurrent_workflow_tasks: int = Field(default=20, ge=2, le=1000)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    """Runs kept in memory between tasks; a waiting deletion costs a few tens of KB."""
     worker_shutdown_seconds: float = Field(default=30.0, ge=0)
     """On SIGTERM the worker lets running activities finish for this long."""
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.db import create_pool
 from starter.api import create_app
 from starter.client import DeletionClient
 from starter.config import Settings
@@ -228,3 +229,25 @@ async def test_the_requester_is_an_id_never_an_email(
     assert response.status_code == 422
     assert "jane@example.com" not in response.text
     assert await pool.fetchval("select count(*) from deletions") == 0
+
+
+async def test_readyz_reports_what_is_not_reachable(
+    api: httpx.AsyncClient, client: Client, database_url: str, task_queue: str
+) -> None:
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "postgres": "ok", "temporal": "ok"}
+
+    closed = await create_pool(database_url, max_size=1)
+    await closed.close()
+    app = create_app(
+        Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=closed, client=client
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            not_ready = await http.get("/readyz")
+    assert not_ready.status_code == 503
+    body = not_ready.json()
+    assert body["ready"] is False and body["temporal"] == "ok"
+    assert body["postgres"].startswith("unavailable")

@@ -417,3 +417,30 @@ async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(
         receipt = await (await deletions.handle(account_id)).result()
         await record_history(client, account_id, "verified_by_update")
     assert receipt.outcome is Stage.DELETED
+
+
+async def test_the_temporal_ui_shows_the_stage_and_the_blocked_product_as_current_details(
+    client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    deletions = DeletionClient(client, pool, task_queue)
+    account_id = await new_account(pool)
+    await pool.execute(
+        "insert into legal_holds (account_id, product, reason) values ($1, 'cdn', 'Hold H-9')",
+        account_id,
+    )
+    async with running_worker(client, pool, task_queue, inbox):
+        code = await start_and_receive_code(deletions, inbox, account_id)
+        await deletions.verify(account_id, code)
+        await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
+        handle = await deletions.handle(account_id)
+        metadata = await handle.query("__temporal_workflow_metadata")
+        details = metadata.current_details
+        assert details.startswith("**PURGE_BLOCKED**")
+        assert "purge_failure: purge of cdn" in details
+        assert "- cdn: failed (cdn refuses to purge: Hold H-9)" in details
+        await pool.execute(
+            "update legal_holds set lifted_at = now() where account_id = $1", account_id
+        )
+        await deletions.retry(account_id)
+        await handle.result()

@@ -472,6 +472,7 @@ class AccountDeletion:
         """Moves the stage and shows it in the search attributes and the deletion's row."""
         self._stage = stage
         workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
+        workflow.set_current_details(self._details())
         await workflow.execute_local_activity_method(
             AccountActivities.record_progress,
             ProgressRecord(
@@ -488,6 +489,16 @@ class AccountDeletion:
             start_to_close_timeout=SHORT,
             retry_policy=DATABASE_RETRY,
         )
+
+    def _details(self) -> str:
+        """What the Temporal UI shows as the run's current details (no PII)."""
+        lines = [f"**{self._stage.value}**"]
+        lines += [f"- {task.category.value}: {task.item}" for task in self._pending_tasks]
+        lines += [
+            f"- {p.product}: {p.state.value}" + (f" ({p.failure})" if p.failure else "")
+            for p in self._products.values()
+        ]
+        return "\n".join(lines)
 
     async def _wait_until(
         self, condition: Callable[[], bool], until: datetime, deadline: datetime
