@@ -72,12 +72,21 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Runs until `stop` is set, or SIGTERM/SIGINT when no event is given."""
+    """Runs until `stop` is set, or SIGTERM/SIGINT when no event is given.
+
+    The SDK runtime is made once per process: it serves the SDK's Prometheus metrics on
+    WORKER_METRICS_ADDRESS and forwards Core's log lines to Python logging.
+    """
     from activities.db import create_pool
     from starter.client import connect
+    from starter.observability import metrics_bind_address, sdk_runtime
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
+    metrics_address = metrics_bind_address(settings)
+    runtime = sdk_runtime(metrics_address)
+    if metrics_address is not None:
+        logger.info("worker metrics at http://%s/metrics", metrics_address)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -86,7 +95,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
         stack.push_async_callback(pool.close)
-        client = await connect(settings)
+        client = await connect(settings, runtime)
         notifier = make_notifier(settings)
         if isinstance(notifier, WebhookNotifier):
             stack.push_async_callback(notifier.aclose)
@@ -99,8 +108,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker(Settings()))
+    from starter.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -54,10 +54,11 @@ class AccountActivities:
             await conn.execute(
                 """
                 insert into deletions (workflow_id, account_id, run_id, stage, requested_by,
-                    pending_tasks, products, closed_at, receipt)
-                values ($1, $2, $3, $4, $5, $6, $7, case when $8 then now() end, $9)
+                    pending_tasks, products, closed_at, receipt, deadline)
+                values ($1, $2, $3, $4, $5, $6, $7, case when $8 then now() end, $9, $10)
                 on conflict (workflow_id) do update set
                     run_id = excluded.run_id, stage = excluded.stage,
+                    deadline = excluded.deadline,
                     requested_by = excluded.requested_by,
                     requested_at = case when deletions.run_id = excluded.run_id
                                         then deletions.requested_at else now() end,
@@ -79,6 +80,7 @@ class AccountActivities:
                 {p.product: p.model_dump(mode="json") for p in record.products},
                 record.closed,
                 record.receipt.model_dump(mode="json") if record.receipt else None,
+                record.deadline,
             )
             if previous != record.stage.value:
                 await audit(

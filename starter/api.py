@@ -9,6 +9,7 @@ The verification page under /verify/{link} needs no token: the signed link is th
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
@@ -38,6 +39,7 @@ from starter.client import (
 )
 from starter.config import ConfigurationError, Settings
 from starter.links import LinkSigner
+from starter.observability import RequestMetrics, route_template
 from workflows.models import (
     ACCOUNT_ID_PATTERN,
     REQUESTER_PATTERN,
@@ -176,6 +178,40 @@ def create_app(
         if length is not None and (not length.isdigit() or int(length) > limit):
             return _problem(413, "body_too_large", f"request bodies are limited to {limit} bytes")
         return await call_next(request)
+
+    metrics = RequestMetrics()
+    metrics_token = (
+        settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+    )
+
+    # Added after the body limit, so it is the outer one and also counts the 413s.
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        route = route_template(app.router.routes, request.scope)
+        started = time.perf_counter()
+        status_code = 500
+        try:
+            response = await call_next(request)
+            status_code = response.status_code
+            return response
+        finally:
+            metrics.observe(request.method, route, status_code, time.perf_counter() - started)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Response:
+        """Request counts and latencies by route template and status, and process metrics:
+        no ids, no PII. Open like /healthz unless METRICS_TOKEN is set."""
+        if metrics_token is not None and (
+            credentials is None
+            or not secrets.compare_digest(credentials.credentials.encode(), metrics_token)
+        ):
+            raise _Unauthorized()
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, error: _Unauthorized) -> Response:

@@ -1,7 +1,8 @@
 """The `account-deletion` command: the embedded stack, the processes, migrations, demo data,
 registration and the operator verbs.
 
-Exit codes: 0 done, 1 refused (the message says why), 2 bad usage, 3 not found.
+Exit codes: 0 done, 1 refused (the message says why), 2 bad usage, 3 not found,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,11 +23,17 @@ from pydantic import BaseModel, ValidationError
 from starter.config import ConfigurationError, Settings
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from starter.client import DeletionClient
+    from starter.render import RowCount
+    from workflows.models import DeletionStatus, Stage
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (e.g. to stop `status --watch`): the deletion itself goes on."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = account_verb("start", "start the deletion of an account (idempotent)")
     start.add_argument("--requested-by", default="operator")
-    account_verb("status", "show a deletion's stage, pending tasks and products")
+    status = account_verb("status", "show a deletion's stage, pending tasks and products")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw the status with a progress bar of rows purged per product until the run "
+        "ends (DELETED, CANCELLED or EXPIRED), then print the final status and exit 0; "
+        "on a terminal the screen is redrawn, otherwise each change is printed anew",
+    )
+    status.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between redraws with --watch (default 1)",
+    )
     verify = account_verb("verify", "submit the verification code the user received")
     verify.add_argument("code")
     account_verb("resend", "send a new verification code")
@@ -69,19 +91,90 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = account_verb("cancel", "cancel before the point of no return")
     cancel.add_argument("--reason")
     account_verb("receipt", "print the receipt of a finished deletion as JSON")
-    listing = commands.add_parser("list", help="list deletions, newest first")
-    listing.add_argument("--stage", help="only deletions in this stage, e.g. PURGE_BLOCKED")
-    listing.add_argument("--limit", type=int, default=50)
+    listing = commands.add_parser(
+        "list",
+        help="list deletions, most recently changed first",
+        description="Deletions as recorded in PostgreSQL, most recently changed first. "
+        "An open deletion is OVERDUE when it waits with a deadline (AWAITING_TASKS, "
+        "AWAITING_VERIFICATION) and the deadline has passed: the run should have ended as "
+        "EXPIRED, so no worker is moving it; or when it is in any other stage (PURGE_BLOCKED "
+        "waiting for a fix and `retry`, or a working stage such as PURGING) and has not changed "
+        "stage for longer than --overdue-after.",
+    )
+    listing.add_argument(
+        "--stage",
+        type=_stage,
+        help="only deletions in this stage, e.g. PURGE_BLOCKED (case-insensitive)",
+    )
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only overdue deletions: open, with their wait's deadline passed, or without a "
+        "deadline and no stage change for longer than --overdue-after",
+    )
+    listing.add_argument(
+        "--overdue-after",
+        type=_duration,
+        metavar="DURATION",
+        help="how long a deletion may stay in a stage without a deadline (PURGE_BLOCKED, "
+        "PURGING, ...) before it counts as overdue: 90s, 30m, 24h, 7d (default 24h)",
+    )
+    listing.add_argument("--limit", type=_positive_int, default=50, help="at most this many")
     return parser
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.fullmatch(text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a whole number and a unit: 90s, 30m, 24h, 7d)"
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _stage(text: str) -> Stage:
+    from workflows.models import Stage
+
+    try:
+        return Stage(text.strip().upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown stage {text!r}; one of " + ", ".join(stage.value for stage in Stage)
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0.1 and 3600, not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    from starter.observability import configure_logging
+
+    # JSON for the long-running processes whose logs a collector reads; text for people.
+    configure_logging(
+        settings, default_format="json" if args.command in ("worker", "api") else "text"
     )
     command: str = args.command
     if command != "dev":
@@ -109,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         _err(str(error))
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
@@ -123,7 +218,11 @@ def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
     # that was there before it: this one, so that a graceful stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
+    # uvicorn's own lines go through our logging (JSON); no access log: it would record the
+    # verification page's links, which are credentials (request metrics count requests).
+    uvicorn.run(
+        app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+    )
     return 0
 
 
@@ -206,9 +305,12 @@ async def _register(settings: Settings, args: argparse.Namespace) -> int:
 async def _operator(
     settings: Settings,
     args: argparse.Namespace,
-    action: Callable[[DeletionClient, argparse.Namespace], Awaitable[str]],
+    action: Callable[[DeletionClient, asyncpg.Pool, argparse.Namespace], Awaitable[str]],
 ) -> int:
-    """Runs one operator verb on the same client as the API, mapping refusals to exit codes."""
+    """Runs one operator verb on the same client as the API, mapping refusals to exit codes.
+
+    The action gets the client, the pool (for read-only views the client does not offer,
+    such as the rows left to purge) and the arguments, and returns what to print."""
     from starter.client import (
         AccountNotFound,
         DeletionClient,
@@ -220,7 +322,7 @@ async def _operator(
     async with _database(settings) as pool:
         deletions = DeletionClient(await connect(settings), pool, settings.temporal_task_queue)
         try:
-            _out(await action(deletions, args))
+            _out(await action(deletions, pool, args))
         except (AccountNotFound, DeletionNotFound) as missing:
             _err(str(missing))
             return EXIT_NOT_FOUND
@@ -237,8 +339,11 @@ async def _operator(
 def _verb(
     action: Callable[[DeletionClient, argparse.Namespace], Awaitable[str]],
 ) -> Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]:
+    async def with_pool(d: DeletionClient, pool: asyncpg.Pool, a: argparse.Namespace) -> str:
+        return await action(d, a)
+
     async def run(settings: Settings, args: argparse.Namespace) -> int:
-        return await _operator(settings, args, action)
+        return await _operator(settings, args, with_pool)
 
     return run
 
@@ -253,6 +358,86 @@ async def _status(d: DeletionClient, a: argparse.Namespace) -> str:
     from starter.render import render_status
 
     return render_status(await d.status(a.account_id))
+
+
+async def _status_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.watch:
+        return await _operator(settings, args, _watch)
+    return await _verb(_status)(settings, args)
+
+
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+async def _watch(d: DeletionClient, pool: asyncpg.Pool, a: argparse.Namespace) -> str:
+    """Redraws the status, with a bar of rows purged per product, until the run reaches a final
+    stage; returns the final status. On a terminal the screen is cleared and redrawn every
+    interval; otherwise (a pipe, a log) a frame is printed only when it differs from the last."""
+    import asyncpg
+    from temporalio.service import RPCError
+
+    from starter.render import render_status
+
+    transient = (RPCError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    terminal = sys.stdout.isatty()
+    status = await d.status(a.account_id)  # unknown account, no deletion: exit 3 at once
+    progress = await _purge_counts(pool, status)
+    note = ""
+    shown: str | None = None
+    while not status.stage.is_final:
+        frame = render_status(status, progress) + note
+        now = datetime.now(UTC)
+        if terminal:
+            sys.stdout.write(
+                f"{CLEAR_SCREEN}{frame}\n\n{now:%H:%M:%S} UTC, every {a.interval:g}s;"
+                " Ctrl-C stops watching (the deletion goes on)\n"
+            )
+        elif frame != shown:
+            sys.stdout.write(f"--- {now:%H:%M:%S} UTC ---\n{frame}\n\n")
+        sys.stdout.flush()
+        shown = frame
+        await asyncio.sleep(a.interval)
+        try:
+            status = await d.status(a.account_id)
+            progress = await _purge_counts(pool, status)
+            note = ""
+        except transient as error:
+            note = f"\n(status unavailable: {type(error).__name__}: {error}; trying again)"
+    if terminal:
+        sys.stdout.write(CLEAR_SCREEN)
+    elif shown is not None:
+        sys.stdout.write(f"--- {datetime.now(UTC):%H:%M:%S} UTC: the run ended ---\n")
+    return render_status(status)
+
+
+async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str, RowCount] | None:
+    """Per product: rows purged so far and rows still to purge, read in one snapshot so that
+    the two add up; None before the purge is planned."""
+    from activities.products import PRODUCTS_BY_NAME
+    from starter.render import RowCount
+
+    products = [
+        PRODUCTS_BY_NAME[p.product] for p in status.products if p.product in PRODUCTS_BY_NAME
+    ]
+    if not products:
+        return None
+    counts: dict[str, RowCount] = {}
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        purged = {
+            row["product"]: int(row["rows"])
+            for row in await conn.fetch(
+                "select product, sum(rows)::bigint as rows from purge_progress"
+                " where account_id = $1 group by product",
+                status.account_id,
+            )
+        }
+        for product in products:
+            # The probe's count of what the purge has yet to remove (SQL from the registry).
+            remaining = 0
+            for table in product.tables:
+                remaining += int(await conn.fetchval(table.probe_sql, status.account_id))
+            counts[product.name] = RowCount(purged.get(product.name, 0), remaining)
+    return counts
 
 
 async def _verify(d: DeletionClient, a: argparse.Namespace) -> str:
@@ -296,19 +481,13 @@ async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
 
 
 async def _list(d: DeletionClient, a: argparse.Namespace) -> str:
+    from starter.client import DEFAULT_OVERDUE_AFTER
     from starter.render import render_list
-    from workflows.models import Stage
 
-    stage = None
-    if a.stage:
-        try:
-            stage = Stage(a.stage.upper())
-        except ValueError:
-            raise SystemExit(
-                f"account-deletion: unknown stage {a.stage!r}; one of "
-                + ", ".join(s.value for s in Stage)
-            ) from None
-    return render_list(await d.list(stage, a.limit))
+    overdue_after = DEFAULT_OVERDUE_AFTER if a.overdue_after is None else a.overdue_after
+    listed = await d.list(a.stage, a.limit, overdue=a.overdue, overdue_after=overdue_after)
+    what = "overdue deletions" if a.overdue else "deletions"
+    return render_list(listed, empty=f"no {what}" + (f" in {a.stage.value}" if a.stage else ""))
 
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
@@ -316,7 +495,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any
     "seed-demo": _seed,
     "register": _register,
     "start": _verb(_start),
-    "status": _verb(_status),
+    "status": _status_command,
     "verify": _verb(_verify),
     "resend": _verb(_resend),
     "recheck": _verb(_recheck),

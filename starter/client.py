@@ -7,8 +7,10 @@ checking that they fit the deletion's stage.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 from temporalio.client import (
@@ -22,6 +24,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.products import PRODUCTS
@@ -49,9 +52,13 @@ from workflows.models import (
 )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """One long-lived client per process, with the pydantic data converter and the payload
-    codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter."""
+    codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter.
+
+    `runtime` is the SDK runtime the client and its workers run on (the worker's serves its
+    Prometheus metrics, see `starter.observability.sdk_runtime`); None means the SDK default.
+    """
     if settings.temporal_address is None:
         raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")
     return await Client.connect(
@@ -60,7 +67,12 @@ async def connect(settings: Settings) -> Client:
         data_converter=data_converter(settings),
         tls=settings.temporal_tls or settings.temporal_api_key is not None,
         api_key=settings.temporal_api_key,
+        runtime=runtime,
     )
+
+
+QUERY_TIMEOUT_SECONDS = 5.0
+"""How long `status` waits for the running workflow before it reads the recorded row."""
 
 
 class DeletionError(Exception):
@@ -101,6 +113,21 @@ class TooSoon(DeletionError):
     """A new code was asked for before the resend interval passed, or none are left."""
 
     code = "rate_limited"
+
+
+DEFAULT_OVERDUE_AFTER = timedelta(hours=24)
+"""How long a deletion may stay in a stage without a deadline before `list` calls it overdue."""
+
+_WAITING_STAGES = (Stage.AWAITING_TASKS, Stage.AWAITING_VERIFICATION)
+"""Stages that wait with a deadline, after which the run ends as EXPIRED."""
+
+
+class ListedDeletion(DeletionStatus):
+    """A deletion as `list` shows it: its recorded status, since when it is in its stage and
+    whether it is overdue (see `DeletionClient.list`)."""
+
+    stage_since: datetime
+    overdue: Literal["deadline_passed", "stalled"] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,12 +203,19 @@ class DeletionClient:
                 raise
             return await self._recorded_status(account_id)
         if description.status == WorkflowExecutionStatus.RUNNING:
-            return await self._with_purge_progress(await handle.query(AccountDeletion.status))
+            try:
+                # A query needs a worker; with none polling it would wait ~30 s and fail.
+                async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+                    status = await handle.query(AccountDeletion.status)
+            except (TimeoutError, RPCError):
+                # The row in PostgreSQL is kept in step with every stage change.
+                return await self._recorded_status(account_id)
+            return await self._with_purge_progress(status)
         return await self._recorded_status(account_id)
 
     async def _with_purge_progress(self, status: DeletionStatus) -> DeletionStatus:
-        """Fills in the rows purged so far by running purges (committed with each batch)."""
-        running = [p for p in status.products if p.state is PurgeState.RUNNING]
+        """Fills in the rows purged so far by running (or failed) purges: committed per batch."""
+        running = [p for p in status.products if p.state in (PurgeState.RUNNING, PurgeState.FAILED)]
         if not running:
             return status
         rows = {
@@ -265,19 +299,47 @@ class DeletionClient:
             )
         await self._handle(account_id).signal(AccountDeletion.cancel, CancelInput(reason=reason))
 
-    async def list(self, stage: Stage | None = None, limit: int = 100) -> list[DeletionStatus]:
-        """Deletions recorded in PostgreSQL, newest first, optionally in one stage."""
+    async def list(
+        self,
+        stage: Stage | None = None,
+        limit: int = 100,
+        *,
+        overdue: bool = False,
+        overdue_after: timedelta = DEFAULT_OVERDUE_AFTER,
+    ) -> list[ListedDeletion]:
+        """Deletions recorded in PostgreSQL, most recently changed first, optionally only those
+        in one stage and/or only the overdue ones.
+
+        An open deletion is overdue when
+        - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION) and the deadline has
+          passed: the run should have ended as EXPIRED by now, so no worker is moving it; or
+        - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
+          stage such as PURGING) and has not changed stage for longer than `overdue_after`.
+        """
         rows = await self._pool.fetch(
             """
-            select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at
-            from deletions
-            where $1::text is null or stage = $1
+            with listed as (
+                select workflow_id, account_id, stage, requested_by, pending_tasks, products,
+                    closed_at, deadline, updated_at,
+                    case
+                        when closed_at is not null then null
+                        when stage = any($3::text[]) then
+                            case when deadline < now() then 'deadline_passed' end
+                        when updated_at < now() - $4::interval then 'stalled'
+                    end as overdue
+                from deletions
+            )
+            select * from listed
+            where ($1::text is null or stage = $1) and (not $5 or overdue is not null)
             order by updated_at desc limit $2
             """,
             stage.value if stage else None,
             limit,
+            [s.value for s in _WAITING_STAGES],
+            overdue_after,
+            overdue,
         )
-        return [_status_from_row(row) for row in rows]
+        return [_listed_from_row(row) for row in rows]
 
     async def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
         await self._account_status(account_id)
@@ -332,6 +394,12 @@ def _status_from_row(row: asyncpg.Record) -> DeletionStatus:
         identifiers_released=stage is Stage.DELETED,
         verified=stage in _VERIFIED_STAGES,
     )
+
+
+def _listed_from_row(row: asyncpg.Record) -> ListedDeletion:
+    fields = dict(_status_from_row(row))
+    fields["deadline"] = row["deadline"] if row["closed_at"] is None else None
+    return ListedDeletion(**fields, stage_since=row["updated_at"], overdue=row["overdue"])
 
 
 _REGISTRY_ORDER = {product.name: index for index, product in enumerate(PRODUCTS)}

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     """On SIGTERM the worker lets running activities finish for this long."""
 
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None
+    """`json` (one object per line, with the workflow id, run id and activity of Temporal
+    records) or `text`. Unset: `json` for the worker and the API, `text` for `dev` and the
+    command-line verbs, whose logs a person reads."""
+    worker_metrics_address: str = "127.0.0.1:9464"
+    """host:port where the worker serves the SDK's Prometheus metrics at /metrics (env
+    WORKER_METRICS_ADDRESS); empty or `off` disables them. One port per worker process."""
+    metrics_token: SecretStr | None = None
+    """When set, the API's /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (a
+    scrape-only credential); unset, /metrics is open like /healthz (env METRICS_TOKEN)."""
 
     def link_secret(self) -> bytes:
         if self.link_secret_key:

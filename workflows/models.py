@@ -288,6 +288,9 @@ class ProgressRecord(_Model):
     products: list[ProductProgress]
     closed: bool = False
     receipt: DeletionReceipt | None = None
+    deadline: datetime | None = None
+    """When the current wait ends the run as EXPIRED (the status query's `deadline`). Defaults
+    to None: records of histories written before it existed still decode and replay."""
 
 
 class FinalizeInput(_Model):

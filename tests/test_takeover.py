@@ -1,0 +1,213 @@
+"""Operations: a worker stopped with SIGTERM in the middle of a purge hands the run over to
+another worker, and the API's health endpoints tell a stopped PostgreSQL apart from a dead
+process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from temporalio.client import Client
+
+from activities.db import create_pool, migrate
+from starter.api import create_app
+from starter.client import DeletionClient
+from starter.config import Settings
+from starter.embedded import EmbeddedPostgres
+from tests.gateway import running_gateway
+from tests.support import new_account, wait_for_stage
+from tests.test_crash import purged_rows, worker_process
+from workflows.models import DeletionPolicy, Stage
+
+pytestmark = pytest.mark.slow
+
+SEEDED = {"storage_objects": 4_000, "dns_records": 1_500}
+"""Residual rows seeded per table (new_account adds a few more of its own)."""
+
+
+async def seed(pool: asyncpg.Pool, account_id: str) -> dict[str, int]:
+    a = account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
+            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
+            """,
+            a,
+            f"b-{a}",
+            SEEDED["storage_objects"],
+        )
+        await conn.execute(
+            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
+        )
+        await conn.execute(
+            """
+            insert into dns_records (account_id, zone_id, name, record_type, value)
+            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
+            from generate_series(1, $3) n
+            """,
+            a,
+            f"z-{a}",
+            SEEDED["dns_records"],
+        )
+        # The table names come from this literal list.
+        return {
+            table: int(
+                await conn.fetchval(f"select count(*) from {table} where account_id = $1", a)
+            )
+            for table in ("storage_objects", "storage_buckets", "dns_records", "dns_zones")
+        }
+
+
+@asynccontextmanager
+async def slow_batch(pool: asyncpg.Pool, account_id: str, position: int) -> AsyncIterator[None]:
+    """Holds a row lock on the account's object at `position` in purge order, so that the
+    Object Storage purge is still in its batch when the worker is told to stop: a batch on a
+    contended table that outlasts the worker's shutdown grace."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            select 1 from storage_objects where object_id = (
+                select object_id from storage_objects where account_id = $1
+                order by object_id offset $2 limit 1)
+            for update
+            """,
+            account_id,
+            position,
+        )
+        yield
+
+
+async def object_rows_purged(pool: asyncpg.Pool, account_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "select coalesce(sum(rows), 0) from purge_progress"
+            " where account_id = $1 and product = 'object_storage'",
+            account_id,
+        )
+    )
+
+
+async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
+    client: Client,
+    pool: asyncpg.Pool,
+    database_url: str,
+    task_queue: str,
+    tmp_path: Path,
+) -> None:
+    account_id = await new_account(pool)
+    seeded = await seed(pool, account_id)
+    total = sum(seeded.values())
+    deletions = DeletionClient(client, pool, task_queue)
+    with running_gateway() as gateway:
+        env = {
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": client.namespace,
+            "TEMPORAL_TASK_QUEUE": task_queue,
+            "DATABASE_URL": database_url,
+            "NOTIFIER": "webhook",
+            "NOTIFY_WEBHOOK_URL": gateway.url,
+            "PURGE_BATCH_SIZE": "100",
+            "WORKER_SHUTDOWN_SECONDS": "1",
+        }
+        log = tmp_path / "workers.log"
+        policy = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
+        with worker_process(env, log) as first:
+            await deletions.start(account_id, requested_by="takeover-test", policy=policy)
+            async with asyncio.timeout(60):
+                while not gateway.codes_for(account_id):
+                    await asyncio.sleep(0.1)
+            [code] = gateway.codes_for(account_id)
+            await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+            async with slow_batch(pool, account_id, position=2_345):
+                await deletions.submit_code(account_id, code)
+                # 23 batches of 100 objects went; the 24th waits for the locked object.
+                async with asyncio.timeout(60):
+                    while await object_rows_purged(pool, account_id) < 2_300:
+                        await asyncio.sleep(0.05)
+                first.send_signal(signal.SIGTERM)
+                # It stops polling, gives the running purge its grace, then exits.
+                exit_code = await asyncio.to_thread(first.wait, 30)
+        assert exit_code == 0, log.read_text()[-3000:]
+        at_stop = await purged_rows(pool, account_id)
+        assert 0 < at_stop < total, "the stop must land in the middle of the purge"
+        # (The row, not the status query: a query needs a worker.)
+        stage = await pool.fetchval("select stage from deletions where account_id = $1", account_id)
+        assert stage == Stage.PURGING.value
+        await asyncio.sleep(1)
+        assert await purged_rows(pool, account_id) == at_stop  # nobody purges meanwhile
+
+        with worker_process(env, log):
+            handle = await deletions.handle(account_id)
+            receipt = await asyncio.wait_for(handle.result(), timeout=60)
+
+    assert receipt.outcome is Stage.DELETED
+    counted = {t.table: t.rows for p in receipt.products for t in p.tables}
+    for table, rows in seeded.items():
+        assert counted[table] == rows, table
+        # The table names come from SEEDED's literal keys.
+        left = await pool.fetchval(
+            f"select count(*) from {table} where account_id = $1", account_id
+        )
+        assert left == 0, table
+    assert await purged_rows(pool, account_id) == sum(p.rows for p in receipt.products)
+    purged_events = await pool.fetch(
+        "select detail->>'product' as product from audit_events"
+        " where account_id = $1 and kind = 'product_purged'",
+        account_id,
+    )
+    products = [r["product"] for r in purged_events]
+    assert sorted(products) == sorted(set(products)), "a product was purged twice"
+    assert receipt.identifiers_released_at is not None
+    assert receipt.identifiers_released_at >= max(p.completed_at for p in receipt.products)
+
+
+TOKEN = "test-token-0123456789"
+
+
+async def test_readyz_reports_a_stopped_postgresql_while_healthz_stays_up(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    server = EmbeddedPostgres(tmp_path / "postgres" / "data")
+    # start() runs its own event loop (it creates the database): off this one.
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn, max_size=2)
+        try:
+            app = create_app(
+                Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=pool, client=client
+            )
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                    ready = await http.get("/readyz")
+                    assert ready.status_code == 200
+                    assert ready.json() == {"ready": True, "postgres": "ok", "temporal": "ok"}
+
+                    await asyncio.to_thread(server.stop)
+
+                    not_ready = await http.get("/readyz")
+                    assert not_ready.status_code == 503
+                    body = not_ready.json()
+                    assert body["ready"] is False
+                    assert body["postgres"].startswith("unavailable ("), body
+                    assert body["temporal"] == "ok"
+                    health = await http.get("/healthz")
+                    assert health.status_code == 200
+                    assert health.json() == {"status": "ok"}
+        finally:
+            pool.terminate()
+    finally:
+        await asyncio.to_thread(server.stop)
