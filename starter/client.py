@@ -179,6 +179,7 @@ class DeletionClient:
                 ]
             ),
             static_summary=f"Deletion of account {account_id}, requested by {requested_by}",
+            static_details=_static_details(request),
         )
         assert handle.result_run_id is not None
         return StartedDeletion(workflow_id, handle.result_run_id, started=True)
@@ -377,6 +378,29 @@ class DeletionClient:
         if row is None:
             raise DeletionNotFound(f"no deletion was requested for account {account_id}")
         return _status_from_row(row)
+
+
+def _static_details(request: DeletionRequest) -> str:
+    """What an operator sees first in the Temporal UI: the flow and this run's limits (no PII)."""
+    policy = request.policy
+    return "\n".join(
+        [
+            f"Account **{request.account_id}**, requested by **{request.requested_by}**.",
+            "",
+            "Flow: check prerequisites → verify a one-time code → freeze → purge every product"
+            " (point of no return) → release identifiers → finalize.",
+            "",
+            f"- pending tasks expire after {policy.tasks_deadline}, checked every"
+            f" {policy.recheck_interval}",
+            f"- confirmation expires after {policy.verification_deadline}; codes of"
+            f" {policy.code_digits} digits valid {policy.code_ttl}, {policy.code_attempts}"
+            " attempts each",
+            f"- purges retried {policy.purge_attempts} times, heartbeat timeout"
+            f" {policy.purge_heartbeat_timeout}",
+            "",
+            "Stuck? `DeletionStage` shows where; `PURGE_BLOCKED` waits for `retry_failed_purges`.",
+        ]
+    )
 
 
 def _status_from_row(row: asyncpg.Record) -> DeletionStatus:

@@ -75,6 +75,12 @@ async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_t
     assert status.stage is Stage.DELETED
     described = await (await deletions.handle(account_id)).describe()
     assert described.typed_search_attributes.get(DELETION_STAGE) == "DELETED"
+    assert await described.static_summary() == (
+        f"Deletion of account {account_id}, requested by console"
+    )
+    details = await described.static_details()
+    assert details is not None and "point of no return" in details
+    assert "@" not in details
     assert described.typed_search_attributes.get(ACCOUNT_ID) == account_id
     row = await pool.fetchrow(
         "select stage, closed_at, receipt from deletions where account_id = $1", account_id
