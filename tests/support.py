@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +212,7 @@ async def resolve_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> Non
         await conn.execute("update bills set status = 'paid' where account_id = $1", a)
 
 
+_REPO_ROOT = Path(__file__).resolve().parent.parent
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
@@ -244,3 +247,112 @@ async def table_snapshot(pool: asyncpg.Pool) -> dict[str, str]:
             )
             for table in tables
         }
+
+
+async def seed_residual_rows(
+    pool: asyncpg.Pool, account_id: str, *, objects: int, records: int, access_logs: int = 0
+) -> dict[str, int]:
+    """Residual rows for a purge to work through: objects in the bucket `new_account` made, DNS
+    records in a deleted zone, CDN access logs on a deleted domain. Returns the account's rows
+    per table of those products (and its one compute instance), as the receipt should count."""
+    a = account_id
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
+            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
+            """,
+            a,
+            f"b-{a}",
+            objects,
+        )
+        await conn.execute(
+            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
+        )
+        await conn.execute(
+            """
+            insert into dns_records (account_id, zone_id, name, record_type, value)
+            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
+            from generate_series(1, $3) n
+            """,
+            a,
+            f"z-{a}",
+            records,
+        )
+        if access_logs:
+            await conn.execute(
+                "insert into cdn_domains values ($1, $2, 'cdn.example.org',"
+                " 'origin.example.org', 'deleted')",
+                f"cdn-{a}",
+                a,
+            )
+            await conn.execute(
+                """
+                insert into cdn_access_logs
+                    (account_id, cdn_domain_id, requested_at, path, bytes_sent)
+                select $1, $2, now(), '/img/' || n, n from generate_series(1, $3) n
+                """,
+                a,
+                f"cdn-{a}",
+                access_logs,
+            )
+        # The table names come from this literal list.
+        return {
+            table: int(
+                await conn.fetchval(f"select count(*) from {table} where account_id = $1", a)
+            )
+            for table in (
+                "storage_objects",
+                "storage_buckets",
+                "dns_records",
+                "dns_zones",
+                "cdn_access_logs",
+                "cdn_domains",
+                "compute_instances",
+            )
+        }
+
+
+@asynccontextmanager
+async def object_locked(pool: asyncpg.Pool, account_id: str, position: int) -> AsyncIterator[None]:
+    """Holds a row lock on the account's object at `position` (in purge order): the Object
+    Storage purge stops at the batch that holds it, as on a slow or contended table."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            select 1 from storage_objects where object_id = (
+                select object_id from storage_objects where account_id = $1
+                order by object_id offset $2 limit 1)
+            for update
+            """,
+            account_id,
+            position,
+        )
+        yield
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`python worker.py`, as an operator runs it, with its own environment."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(_REPO_ROOT / "worker.py")],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=_REPO_ROOT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
+        )
+    )

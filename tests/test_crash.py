@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,99 +13,17 @@ import pytest
 from temporalio.client import Client
 
 from starter.client import DeletionClient
-from tests.conftest import REPO_ROOT
 from tests.gateway import Gateway, running_gateway
-from tests.support import new_account, wait_for_stage
+from tests.support import (
+    new_account,
+    purged_rows,
+    seed_residual_rows,
+    wait_for_stage,
+    worker_process,
+)
 from workflows.models import DeletionPolicy, Stage
 
 pytestmark = pytest.mark.slow
-
-# Residual rows seeded for the account, per table (new_account adds a few more of its own).
-LARGE = {"storage_objects": 30_000, "dns_records": 15_000, "cdn_access_logs": 15_000}
-
-
-async def seed_large(pool: asyncpg.Pool, account_id: str) -> dict[str, int]:
-    a = account_id
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
-            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
-            """,
-            a,
-            f"b-{a}",
-            LARGE["storage_objects"],
-        )
-        await conn.execute(
-            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
-        )
-        await conn.execute(
-            """
-            insert into dns_records (account_id, zone_id, name, record_type, value)
-            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
-            from generate_series(1, $3) n
-            """,
-            a,
-            f"z-{a}",
-            LARGE["dns_records"],
-        )
-        await conn.execute(
-            "insert into cdn_domains values ($1, $2, 'cdn.example.org', 'origin.example.org',"
-            " 'deleted')",
-            f"cdn-{a}",
-            a,
-        )
-        await conn.execute(
-            """
-            insert into cdn_access_logs (account_id, cdn_domain_id, requested_at, path, bytes_sent)
-            select $1, $2, now(), '/img/' || n, n from generate_series(1, $3) n
-            """,
-            a,
-            f"cdn-{a}",
-            LARGE["cdn_access_logs"],
-        )
-        counts = {}
-        for table in [
-            "storage_objects",
-            "storage_buckets",
-            "dns_records",
-            "dns_zones",
-            "cdn_access_logs",
-            "cdn_domains",
-            "compute_instances",
-        ]:
-            # The table names come from the literal list above.
-            counts[table] = await conn.fetchval(
-                f"select count(*) from {table} where account_id = $1", a
-            )
-    return counts
-
-
-@contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python worker.py`, as an operator runs it, with its own environment."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "worker.py")],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
-    return int(
-        await pool.fetchval(
-            "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
-        )
-    )
 
 
 async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
@@ -121,7 +34,9 @@ async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     account_id = await new_account(pool)
-    seeded = await seed_large(pool, account_id)
+    seeded = await seed_residual_rows(
+        pool, account_id, objects=30_000, records=15_000, access_logs=15_000
+    )
     total = sum(seeded.values())
     deletions = DeletionClient(client, pool, task_queue)
     gateway: Gateway

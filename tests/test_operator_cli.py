@@ -12,8 +12,6 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +27,9 @@ from tests.support import (
     Inbox,
     attach_every_prerequisite,
     new_account,
+    object_locked,
     running_worker,
+    seed_residual_rows,
     start_and_receive_code,
     wait_for_stage,
 )
@@ -172,57 +172,6 @@ async def test_list_by_stage_and_status_on_real_runs_with_clear_refusals(
             await wait_for_stage(deletions, account_id, Stage.CANCELLED)
 
 
-async def seed_rows(pool: asyncpg.Pool, account_id: str, objects: int, records: int) -> int:
-    """Residual rows in Object Storage (the bucket new_account made) and DNS; the total."""
-    a = account_id
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
-            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
-            """,
-            a,
-            f"b-{a}",
-            objects,
-        )
-        await conn.execute(
-            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
-        )
-        await conn.execute(
-            """
-            insert into dns_records (account_id, zone_id, name, record_type, value)
-            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
-            from generate_series(1, $3) n
-            """,
-            a,
-            f"z-{a}",
-            records,
-        )
-        return int(
-            await conn.fetchval(
-                "select count(*) from storage_objects where account_id = $1", account_id
-            )
-        )
-
-
-@asynccontextmanager
-async def object_locked(pool: asyncpg.Pool, account_id: str, position: int) -> AsyncIterator[None]:
-    """Holds a row lock on the account's object at `position` (in purge order): the Object
-    Storage purge stops at the batch that holds it, as on a slow or contended table."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            select 1 from storage_objects where object_id = (
-                select object_id from storage_objects where account_id = $1
-                order by object_id offset $2 limit 1)
-            for update
-            """,
-            account_id,
-            position,
-        )
-        yield
-
-
 class Output:
     """A process's stdout, collected as it comes."""
 
@@ -262,7 +211,8 @@ async def test_watch_draws_purge_progress_bars_and_ends_when_the_run_is_deleted(
     client: Client, pool: asyncpg.Pool, task_queue: str, cli_env: dict[str, str]
 ) -> None:
     account_id = await new_account(pool)
-    objects = await seed_rows(pool, account_id, objects=3_000, records=400)
+    seeded = await seed_residual_rows(pool, account_id, objects=3_000, records=400)
+    objects = seeded["storage_objects"]
     deletions = DeletionClient(client, pool, task_queue)
     inbox = Inbox()
     async with running_worker(client, pool, task_queue, inbox, batch_size=100):

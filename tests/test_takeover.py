@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,67 +20,17 @@ from starter.client import DeletionClient
 from starter.config import Settings
 from starter.embedded import EmbeddedPostgres
 from tests.gateway import running_gateway
-from tests.support import new_account, wait_for_stage
-from tests.test_crash import purged_rows, worker_process
+from tests.support import (
+    new_account,
+    object_locked,
+    purged_rows,
+    seed_residual_rows,
+    wait_for_stage,
+    worker_process,
+)
 from workflows.models import DeletionPolicy, Stage
 
 pytestmark = pytest.mark.slow
-
-SEEDED = {"storage_objects": 4_000, "dns_records": 1_500}
-"""Residual rows seeded per table (new_account adds a few more of its own)."""
-
-
-async def seed(pool: asyncpg.Pool, account_id: str) -> dict[str, int]:
-    a = account_id
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            insert into storage_objects (account_id, bucket_id, object_key, size_bytes)
-            select $1, $2, 'logs/' || n, n from generate_series(1, $3) n
-            """,
-            a,
-            f"b-{a}",
-            SEEDED["storage_objects"],
-        )
-        await conn.execute(
-            "insert into dns_zones values ($1, $2, 'example.org', 'deleted')", f"z-{a}", a
-        )
-        await conn.execute(
-            """
-            insert into dns_records (account_id, zone_id, name, record_type, value)
-            select $1, $2, 'host' || n || '.example.org', 'A', '192.0.2.1'
-            from generate_series(1, $3) n
-            """,
-            a,
-            f"z-{a}",
-            SEEDED["dns_records"],
-        )
-        # The table names come from this literal list.
-        return {
-            table: int(
-                await conn.fetchval(f"select count(*) from {table} where account_id = $1", a)
-            )
-            for table in ("storage_objects", "storage_buckets", "dns_records", "dns_zones")
-        }
-
-
-@asynccontextmanager
-async def slow_batch(pool: asyncpg.Pool, account_id: str, position: int) -> AsyncIterator[None]:
-    """Holds a row lock on the account's object at `position` in purge order, so that the
-    Object Storage purge is still in its batch when the worker is told to stop: a batch on a
-    contended table that outlasts the worker's shutdown grace."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            select 1 from storage_objects where object_id = (
-                select object_id from storage_objects where account_id = $1
-                order by object_id offset $2 limit 1)
-            for update
-            """,
-            account_id,
-            position,
-        )
-        yield
 
 
 async def object_rows_purged(pool: asyncpg.Pool, account_id: str) -> int:
@@ -103,7 +51,7 @@ async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
     tmp_path: Path,
 ) -> None:
     account_id = await new_account(pool)
-    seeded = await seed(pool, account_id)
+    seeded = await seed_residual_rows(pool, account_id, objects=4_000, records=1_500)
     total = sum(seeded.values())
     deletions = DeletionClient(client, pool, task_queue)
     with running_gateway() as gateway:
@@ -126,7 +74,7 @@ async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
                     await asyncio.sleep(0.1)
             [code] = gateway.codes_for(account_id)
             await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
-            async with slow_batch(pool, account_id, position=2_345):
+            async with object_locked(pool, account_id, position=2_345):
                 await deletions.submit_code(account_id, code)
                 # 23 batches of 100 objects went; the 24th waits for the locked object.
                 async with asyncio.timeout(60):
@@ -152,7 +100,7 @@ async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
     counted = {t.table: t.rows for p in receipt.products for t in p.tables}
     for table, rows in seeded.items():
         assert counted[table] == rows, table
-        # The table names come from SEEDED's literal keys.
+        # The table names come from seed_residual_rows's literal list.
         left = await pool.fetchval(
             f"select count(*) from {table} where account_id = $1", account_id
         )
