@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import httpx
+from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -356,3 +358,18 @@ async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
             "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
         )
     )
+
+
+@asynccontextmanager
+async def in_process_api(
+    app: FastAPI, *, client_address: tuple[str, int] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in this process, its lifespan run as uvicorn would."""
+    async with app.router.lifespan_context(app):
+        transport = (
+            httpx.ASGITransport(app=app, client=client_address)
+            if client_address
+            else httpx.ASGITransport(app=app)
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http

@@ -13,7 +13,7 @@ from activities.db import create_pool
 from starter.api import create_app
 from starter.client import DeletionClient
 from starter.config import Settings
-from tests.support import Inbox, new_account, running_worker, wait_for_stage
+from tests.support import Inbox, in_process_api, new_account, running_worker, wait_for_stage
 from workflows.models import Stage
 
 TOKEN = "test-token-0123456789"
@@ -26,10 +26,8 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(api_token=TOKEN, temporal_task_queue=task_queue)
     app = create_app(settings, pool=pool, client=client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield http
+    async with in_process_api(app) as http:
+        yield http
 
 
 JANE = {"user_name": "jane", "email": "Jane@Example.com", "phone": "+1 415 555 0123"}
@@ -243,10 +241,8 @@ async def test_readyz_reports_what_is_not_reachable(
     app = create_app(
         Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=closed, client=client
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            not_ready = await http.get("/readyz")
+    async with in_process_api(app) as http:
+        not_ready = await http.get("/readyz")
     assert not_ready.status_code == 503
     body = not_ready.json()
     assert body["ready"] is False and body["temporal"] == "ok"

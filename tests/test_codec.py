@@ -39,6 +39,7 @@ from starter.codec_server import SESSION_COOKIE, allowed_origins
 from starter.config import ConfigurationError, Settings
 from starter.dev import _dev_payload_keys
 from starter.embedded import EmbeddedTemporal, embedded_defaults
+from tests.support import in_process_api
 from workflows.models import SubmitCodeInput
 
 SECRET = b'{"code":"48213977","email":"jane.doe@example.com","phone":"+14155550123"}'
@@ -246,10 +247,8 @@ async def api(
     client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(_settings(task_queue), pool=pool, client=client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield http
+    async with in_process_api(app) as http:
+        yield http
 
 
 def _body(*payloads: Payload) -> dict[str, object]:
@@ -399,10 +398,8 @@ async def test_only_dev_trusts_its_local_ui_without_a_token(
     settings = _settings(task_queue, codec_trust_local_ui=trust_local_ui)
     app = create_app(settings, pool=pool, client=client)
     headers = {"Origin": origin} if origin else {}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            response = await http.post("/codec/decode", json=_body(plain()), headers=headers)
+    async with in_process_api(app, client_address=(client_host, 50123)) as http:
+        response = await http.post("/codec/decode", json=_body(plain()), headers=headers)
     assert response.status_code == status
 
 

@@ -29,7 +29,7 @@ from starter.observability import (
     metrics_bind_address,
 )
 from tests.conftest import REPO_ROOT
-from tests.support import Inbox, new_account, running_worker, start_and_receive_code
+from tests.support import Inbox, in_process_api, new_account, running_worker, start_and_receive_code
 from tests.test_processes import free_port
 from workflows.models import workflow_id_for
 
@@ -266,10 +266,8 @@ async def api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(api_token=TOKEN, temporal_task_queue=task_queue)
     app = create_app(settings, pool=pool, client=client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield http
+    async with in_process_api(app) as http:
+        yield http
 
 
 def _requests(exposition: str) -> dict[tuple[str, str, str], float]:
@@ -340,10 +338,7 @@ async def test_api_metrics_need_the_metrics_token_when_one_is_set(
         temporal_task_queue=task_queue,
     )
     app = create_app(settings, pool=pool, client=client)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
-    ):
+    async with in_process_api(app) as http:
         assert (await http.get("/metrics")).status_code == 401
         assert (await http.get("/metrics", headers=AUTH)).status_code == 401
         scraped = await http.get(

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 from temporalio.client import Client
 
@@ -21,6 +20,7 @@ from starter.config import Settings
 from starter.embedded import EmbeddedPostgres
 from tests.gateway import running_gateway
 from tests.support import (
+    in_process_api,
     new_account,
     object_locked,
     purged_rows,
@@ -137,24 +137,22 @@ async def test_readyz_reports_a_stopped_postgresql_while_healthz_stays_up(
             app = create_app(
                 Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=pool, client=client
             )
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                    ready = await http.get("/readyz")
-                    assert ready.status_code == 200
-                    assert ready.json() == {"ready": True, "postgres": "ok", "temporal": "ok"}
+            async with in_process_api(app) as http:
+                ready = await http.get("/readyz")
+                assert ready.status_code == 200
+                assert ready.json() == {"ready": True, "postgres": "ok", "temporal": "ok"}
 
-                    await asyncio.to_thread(server.stop)
+                await asyncio.to_thread(server.stop)
 
-                    not_ready = await http.get("/readyz")
-                    assert not_ready.status_code == 503
-                    body = not_ready.json()
-                    assert body["ready"] is False
-                    assert body["postgres"].startswith("unavailable ("), body
-                    assert body["temporal"] == "ok"
-                    health = await http.get("/healthz")
-                    assert health.status_code == 200
-                    assert health.json() == {"status": "ok"}
+                not_ready = await http.get("/readyz")
+                assert not_ready.status_code == 503
+                body = not_ready.json()
+                assert body["ready"] is False
+                assert body["postgres"].startswith("unavailable ("), body
+                assert body["temporal"] == "ok"
+                health = await http.get("/healthz")
+                assert health.status_code == 200
+                assert health.json() == {"status": "ok"}
         finally:
             pool.terminate()
     finally:
