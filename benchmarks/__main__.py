@@ -1,0 +1,58 @@
+"""`python -m benchmarks NAME [--size tiny|full]`: one benchmark on a fresh embedded stack.
+
+Prints a table and, last, one JSON line with the figures, the ratio to the baseline measured
+in the same run, and the target. Exits 0 when it ran (a missed target is a finding, not an
+error), 1 when the benchmark itself failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.runner import BENCHMARKS, run_benchmark
+from benchmarks.stack import embedded_stack
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument(
+        "--size",
+        choices=["tiny", "full"],
+        default="full",
+        help="full: the sizes in benchmarks/RESULTS.md; tiny: a smoke run (what tests use)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the stack keeps its files (default: a temporary directory, removed after)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="account-deletion-bench-") as scratch:
+        directory = args.data_dir or Path(scratch)
+        return asyncio.run(_run(args.name, args.size, directory))
+
+
+async def _run(name: str, size: str, directory: Path) -> int:
+    print(f"{name} ({size}): starting the embedded stack in {directory}", file=sys.stderr)
+    try:
+        async with embedded_stack(directory) as stack:
+            report = await run_benchmark(name, stack, size)
+    except Exception:
+        traceback.print_exc()
+        print(f"benchmark {name} failed (see above)", file=sys.stderr)
+        return 1
+    print(report.render(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""What the benchmarks share: workers for the saga and the bare baseline, the code relay that
+submits a code as soon as it is sent, statistics, and the report (a table, then one JSON line)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import statistics
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.worker import Worker
+
+from activities.notify import Message
+from benchmarks.bare import BareActivities, BareDeletion
+from benchmarks.stack import Stack
+from worker import build_worker
+
+CODE = re.compile(r"\b(\d{6,8})\b")
+BARE_TASK_QUEUE_SUFFIX = "-bare"
+
+Relay = Callable[[str, str], Awaitable[None]]
+"""Called with (account id, code) as soon as a code is sent."""
+
+
+class RelayNotifier:
+    """The product's Notifier interface, handing each code on as the user's device would."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def deliver(self, message: Message) -> None:
+        if match := CODE.search(message.body):
+            await self._relay(message.account_id, match.group(1))
+
+
+@asynccontextmanager
+async def saga_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
+    """The product's worker, built as `worker.py` builds it, in this process."""
+    async with build_worker(stack.client, stack.pool, RelayNotifier(relay), stack.settings) as w:
+        yield w
+
+
+def bare_task_queue(stack: Stack) -> str:
+    return stack.settings.temporal_task_queue + BARE_TASK_QUEUE_SUFFIX
+
+
+@asynccontextmanager
+async def bare_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
+    """A worker for the baseline with the product worker's concurrency and cache settings."""
+    settings = stack.settings
+    activities = BareActivities(relay)
+    async with Worker(
+        stack.client,
+        task_queue=bare_task_queue(stack),
+        workflows=[BareDeletion],
+        activities=[activities.step, activities.issue_code, activities.release,
+                    activities.list_products],
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker_max_concurrent_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+    ) as w:
+        yield w
+
+
+def bare_workflow_id(account_id: str) -> str:
+    return f"bare-deletion-{account_id}"
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (p95 of 20 values is the 19th smallest)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    memory = 0
+    try:
+        with open("/proc/meminfo") as meminfo:
+            memory = int(meminfo.readline().split()[1]) // 1024
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_mib": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+@dataclass
+class Report:
+    """One benchmark's outcome: a readable table, then its figures as one JSON line."""
+
+    benchmark: str
+    columns: Sequence[str]
+    rows: list[Sequence[object]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            **self.figures,
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+            "target": self.target,
+            "met": self.met,
+            "machine": machine(),
+        }
+
+    def render(self) -> str:
+        cells = [[str(c) for c in self.columns]] + [[_cell(v) for v in row] for row in self.rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        lines = [f"== {self.benchmark} =="]
+        for index, row in enumerate(cells):
+            lines.append("  ".join(c.rjust(w) if index else c.ljust(w) for c, w in
+                                   zip(row, widths, strict=True)))
+            if index == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        lines += [f"note: {note}" for note in self.notes]
+        if self.ratio is not None:
+            lines.append(f"ratio {self.ratio:.3f}; target {self.target}; "
+                         f"{'met' if self.met else 'MISSED'}")
+        elif self.target:
+            lines.append(f"target {self.target}; {'met' if self.met else 'MISSED'}")
+        lines.append(json.dumps(self.as_json(), sort_keys=False, default=str))
+        return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,21 @@
+"""The benchmarks by name, each with its sizes: `full` (RESULTS.md) and `tiny` (the tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from benchmarks import throughput
+from benchmarks.harness import Report
+from benchmarks.stack import Stack
+
+BenchmarkRun = Callable[[Stack, Any], Awaitable[Report]]
+
+BENCHMARKS: dict[str, tuple[BenchmarkRun, dict[str, Any]]] = {
+    "throughput": (throughput.run, throughput.SIZES),
+}
+
+
+async def run_benchmark(name: str, stack: Stack, size: str) -> Report:
+    run, sizes = BENCHMARKS[name]
+    return await run(stack, sizes[size])

@@ -1,0 +1,131 @@
+"""Throughput: K deletions drained by one worker, against the bare workflow of the same shape.
+
+All K runs are started first with no worker polling; the clock runs from the worker's start
+to the last result, so the figure is what one worker drains, not how fast clients start runs.
+Codes are submitted (by signal) the moment they are sent, for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from benchmarks.bare import BareDeletion, BareRequest
+from benchmarks.harness import (
+    Report,
+    bare_task_queue,
+    bare_worker,
+    bare_workflow_id,
+    median,
+    saga_worker,
+)
+from benchmarks.seed import seed_accounts
+from benchmarks.stack import Stack
+from starter.client import DeletionClient
+from workflows.account_deletion import AccountDeletion
+from workflows.models import Stage, SubmitCodeInput, workflow_id_for
+
+TARGET = 0.9
+
+
+@dataclass(frozen=True)
+class Size:
+    deletions: int
+    rows_per_product: int
+    runs: int
+
+
+SIZES = {"tiny": Size(deletions=3, rows_per_product=5, runs=1), "full": Size(200, 100, 3)}
+
+
+async def run(stack: Stack, size: Size) -> Report:
+    report = Report(
+        "throughput",
+        columns=["run", "deletions", "bare del/s", "saga del/s", "ratio"],
+        target=f"ratio >= {TARGET}",
+    )
+    saga_rates: list[float] = []
+    bare_rates: list[float] = []
+    for index in range(size.runs):
+        bare = await _bare_round(stack, size.deletions)
+        saga = await _saga_round(stack, size)
+        bare_rates.append(bare)
+        saga_rates.append(saga)
+        report.rows.append([index + 1, size.deletions, bare, saga, saga / bare])
+    report.ratio = median(saga_rates) / median(bare_rates)
+    report.met = report.ratio >= TARGET
+    report.figures = {
+        "deletions": size.deletions,
+        "rows_per_account": size.rows_per_product * 6,
+        "runs": size.runs,
+        "saga_deletions_per_s": round(median(saga_rates), 2),
+        "bare_deletions_per_s": round(median(bare_rates), 2),
+    }
+    report.notes.append(
+        f"medians of {size.runs} run(s); each account has {size.rows_per_product} residual rows"
+        " in each of 6 products"
+    )
+    return report
+
+
+async def _signal_code(stack: Stack, workflow_id: str, code: str) -> None:
+    handle = stack.client.get_workflow_handle(workflow_id)
+    await handle.signal("submit_verification_code", SubmitCodeInput(code=code))
+
+
+async def _saga_round(stack: Stack, size: Size) -> float:
+    accounts = await seed_accounts(
+        stack.pool, size.deletions, rows_per_product=size.rows_per_product
+    )
+    deletions = DeletionClient(stack.client, stack.pool, stack.settings.temporal_task_queue)
+    gate = asyncio.Semaphore(20)
+
+    async def start(account_id: str) -> None:
+        async with gate:
+            await deletions.start(account_id, requested_by="benchmark")
+
+    await asyncio.gather(*(start(a.account_id) for a in accounts))
+
+    async def relay(account_id: str, code: str) -> None:
+        await _signal_code(stack, workflow_id_for(account_id), code)
+
+    started = time.perf_counter()
+    async with saga_worker(stack, relay):
+        receipts = await asyncio.gather(
+            *(
+                stack.client.get_workflow_handle_for(
+                    AccountDeletion.run, workflow_id_for(a.account_id)
+                ).result()
+                for a in accounts
+            )
+        )
+    elapsed = time.perf_counter() - started
+    failed = [r.account_id for r in receipts if r.outcome is not Stage.DELETED]
+    if failed:
+        raise RuntimeError(f"deletions did not finish as DELETED: {failed}")
+    return size.deletions / elapsed
+
+
+async def _bare_round(stack: Stack, count: int) -> float:
+    ids = [f"{time.time_ns()}-{n}" for n in range(count)]
+    for account_id in ids:
+        await stack.client.start_workflow(
+            BareDeletion.run,
+            BareRequest(account_id=account_id),
+            id=bare_workflow_id(account_id),
+            task_queue=bare_task_queue(stack),
+        )
+
+    async def relay(account_id: str, code: str) -> None:
+        await _signal_code(stack, bare_workflow_id(account_id), code)
+
+    started = time.perf_counter()
+    async with bare_worker(stack, relay):
+        await asyncio.gather(
+            *(
+                stack.client.get_workflow_handle_for(BareDeletion.run, bare_workflow_id(a)).result()
+                for a in ids
+            )
+        )
+    return count / (time.perf_counter() - started)
