@@ -132,3 +132,21 @@ def task_queue() -> str:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- order -----------------------------------------------------------------------------------
+
+RUN_LAST = "run_last"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{RUN_LAST}: runs after every other test of the session (e.g. to replay every history"
+        " the session produced)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Moves the tests marked `run_last` to the end, keeping the order of the rest."""
+    items.sort(key=lambda item: item.get_closest_marker(RUN_LAST) is not None)
