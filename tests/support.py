@@ -20,11 +20,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.notify import Message, Notifier
+from activities.products import PRODUCTS
 from activities.registration import RegistrationRequest, register_account
 from starter.client import DeletionClient
 from worker import activities_for
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionPolicy, DeletionStatus, Stage, workflow_id_for
+from workflows.models import (
+    DeletionPolicy,
+    DeletionReceipt,
+    DeletionStatus,
+    Stage,
+    workflow_id_for,
+)
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 
@@ -358,6 +365,76 @@ async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
             "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
         )
     )
+
+
+async def assert_deleted_exactly_once(
+    pool: asyncpg.Pool, account_id: str, seeded: dict[str, int], receipt: DeletionReceipt
+) -> None:
+    """The non-negotiables of a finished deletion, whatever crashed or was retried on the way:
+    every product of the registry purged exactly once in effect (one completion, one audit
+    event, counts equal to the rows that were there, nothing left), the identifiers released
+    exactly once, and only after the last purge of the account had finished.
+
+    `seeded` is what `seed_residual_rows` returned: the account's rows per table."""
+    assert receipt.outcome is Stage.DELETED, f"{account_id}: {receipt.outcome} ({receipt.reason})"
+    registry = sorted(product.name for product in PRODUCTS)
+    assert sorted(p.product for p in receipt.products) == registry, account_id
+    assert all(p.verified_clean for p in receipt.products), account_id
+    counted = {t.table: t.rows for p in receipt.products for t in p.tables}
+    for table, rows in seeded.items():
+        assert counted[table] == rows, f"{account_id}: {table} counted {counted[table]}, had {rows}"
+        # The table names come from seed_residual_rows's literal list.
+        left = await pool.fetchval(
+            f"select count(*) from {table} where account_id = $1", account_id
+        )
+        assert left == 0, f"{account_id}: {left} rows left in {table}"
+    progress = {
+        row["table_name"]: row["rows"]
+        for row in await pool.fetch(
+            "select table_name, rows from purge_progress where account_id = $1", account_id
+        )
+    }
+    assert progress == {table: rows for table, rows in counted.items() if rows}, (
+        f"{account_id}: the committed counts differ from the receipt's"
+    )
+
+    completed = await pool.fetch(
+        "select product, completed_at from product_purges where account_id = $1", account_id
+    )
+    assert sorted(row["product"] for row in completed) == registry, account_id
+    purged_events = await pool.fetch(
+        "select detail->>'product' as product, (detail->>'rows')::bigint as rows"
+        " from audit_events where account_id = $1 and kind = 'product_purged'",
+        account_id,
+    )
+    products = sorted(row["product"] for row in purged_events)
+    assert products == registry, f"{account_id}: product_purged events {products}"
+    assert {row["product"]: row["rows"] for row in purged_events} == {
+        p.product: p.rows for p in receipt.products
+    }, account_id
+
+    released_events = await pool.fetch(
+        "select occurred_at from audit_events"
+        " where account_id = $1 and kind = 'identifiers_released'",
+        account_id,
+    )
+    assert len(released_events) == 1, f"{account_id}: released {len(released_events)} times"
+    claims = await pool.fetch(
+        "select released_at from identifier_claims where account_id = $1", account_id
+    )
+    assert claims and all(claim["released_at"] is not None for claim in claims), account_id
+    last_purge = max(row["completed_at"] for row in completed)
+    assert receipt.identifiers_released_at is not None, account_id
+    assert receipt.identifiers_released_at >= last_purge, (
+        f"{account_id}: identifiers released at {receipt.identifiers_released_at},"
+        f" a purge completed at {last_purge}"
+    )
+    assert released_events[0]["occurred_at"] >= last_purge, account_id
+    assert min(claim["released_at"] for claim in claims) >= last_purge, account_id
+    assert (
+        await pool.fetchval("select status from accounts where account_id = $1", account_id)
+        == "deleted"
+    ), account_id
 
 
 @asynccontextmanager

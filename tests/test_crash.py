@@ -15,6 +15,7 @@ from temporalio.client import Client
 from starter.client import DeletionClient
 from tests.gateway import Gateway, running_gateway
 from tests.support import (
+    assert_deleted_exactly_once,
     new_account,
     purged_rows,
     seed_residual_rows,
@@ -75,26 +76,7 @@ async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
             handle = await deletions.handle(account_id)
             receipt = await asyncio.wait_for(handle.result(), timeout=180)
 
-    assert receipt.outcome is Stage.DELETED
-    counted = {t.table: t.rows for p in receipt.products for t in p.tables}
-    for table, rows in seeded.items():
-        assert counted[table] == rows, table
-        assert (
-            await pool.fetchval(f"select count(*) from {table} where account_id = $1", account_id)
-            == 0
-        )
-    purged_events = await pool.fetch(
-        "select detail->>'product' as product, (detail->>'rows')::int as rows from audit_events"
-        " where account_id = $1 and kind = 'product_purged'",
-        account_id,
-    )
-    products = [r["product"] for r in purged_events]
-    assert sorted(products) == sorted(set(products)), "a product was purged twice"
-    assert {r["product"]: r["rows"] for r in purged_events} == {
-        p.product: p.rows for p in receipt.products
-    }
-    assert receipt.identifiers_released_at is not None
-    assert receipt.identifiers_released_at >= max(p.completed_at for p in receipt.products)
+    await assert_deleted_exactly_once(pool, account_id, seeded, receipt)
     worker_logs = log.read_text()
     assert "[dev inbox]" not in worker_logs
     assert not re.search(rf"\b{code}\b", worker_logs), "the code leaked into the logs"
