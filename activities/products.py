@@ -75,18 +75,34 @@ class TablePurge:
 
     @property
     def batch_sql(self) -> str:
-        """Purges up to $2 rows of account $1; the status tag tells how many."""
-        chosen = (
-            f"select {self.key} from {self.table} where {self._remaining} "
-            f"order by {self.key} limit $2"
+        """Purges the first $2 rows of account $1 in key order: one row, `rows` and `last` (the
+        last key purged, where the next batch starts)."""
+        return self._batch(after_last=False)
+
+    @property
+    def next_batch_sql(self) -> str:
+        """Purges the next $2 rows of account $1, those with a key above $3."""
+        return self._batch(after_last=True)
+
+    def _batch(self, *, after_last: bool) -> str:
+        # Keyset batches: a batch is the range of keys from where the last one ended up to the
+        # $2-th row after it, purged with one range scan of the (account_id, key) index. It
+        # never walks the entries of rows already purged (dead until vacuumed), so the
+        # thousandth batch costs what the first did.
+        rows = f"{self._remaining} and {self.key} > $3" if after_last else self._remaining
+        bound = (
+            f"select {self.key} as upper from (select {self.key} from {self.table} "
+            f"where {rows} order by {self.key} limit $2) chosen order by {self.key} desc limit 1"
         )
-        # account_id is repeated outside: a key need only be unique within one account.
+        in_range = f"where {rows} and {self.key} <= (select upper from bound)"
         if self.method is PurgeMethod.DELETE:
-            return f"delete from {self.table} where account_id = $1 and {self.key} in ({chosen})"
-        cleared = ", ".join(f"{column} = null" for column in self.cleared)
+            change = f"delete from {self.table} {in_range}"
+        else:
+            cleared = ", ".join(f"{column} = null" for column in self.cleared)
+            change = f"update {self.table} set {cleared}, anonymised_at = now() {in_range}"
         return (
-            f"update {self.table} set {cleared}, anonymised_at = now() "
-            f"where account_id = $1 and {self.key} in ({chosen})"
+            f"with bound as ({bound}), purged as ({change} returning 1) "
+            "select (select count(*) from purged) as rows, (select upper from bound) as last"
         )
 
     @property

@@ -101,11 +101,21 @@ class PurgeActivities:
             )
 
     async def _purge_table(self, request: PurgeProductInput, table: TablePurge, index: int) -> None:
+        last: object = None  # the last key purged: the next batch starts after it
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                status = await conn.execute(table.batch_sql, request.account_id, self._batch_size)
-                rows = int(status.rsplit(" ", 1)[-1])
+                if last is None:
+                    batch = await conn.fetchrow(
+                        table.batch_sql, request.account_id, self._batch_size
+                    )
+                else:
+                    batch = await conn.fetchrow(
+                        table.next_batch_sql, request.account_id, self._batch_size, last
+                    )
+                assert batch is not None
+                rows = int(batch["rows"])
                 if rows:
+                    last = batch["last"]
                     await conn.execute(
                         """
                         insert into purge_progress

@@ -42,15 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(name: str, size: str, directory: Path) -> int:
-    print(f"{name} ({size}): starting the embedded stack in {directory}", file=sys.stderr)
+    sys.stderr.write(f"{name} ({size}): starting the embedded stack in {directory}\n")
     try:
         async with embedded_stack(directory) as stack:
             report = await run_benchmark(name, stack, size)
     except Exception:
         traceback.print_exc()
-        print(f"benchmark {name} failed (see above)", file=sys.stderr)
+        sys.stderr.write(f"benchmark {name} failed (see above)\n")
         return 1
-    print(report.render(), flush=True)
+    sys.stdout.write(report.render() + "\n")
     return 0
 
 

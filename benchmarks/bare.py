@@ -133,12 +133,12 @@ class BareDeletion:
             retry_policy=_RETRY,
         )
 
-    @workflow.signal(name="submit_verification_code")
+    @workflow.signal
     def submit_verification_code(self, request: SubmitCodeInput) -> None:
         if self._awaiting:
             self._codes.append((request.code, None))
 
-    @workflow.update(name="verify_code")
+    @workflow.update
     async def verify_code(self, request: SubmitCodeInput) -> CodeCheck:
         reply: asyncio.Future[CodeCheck] = asyncio.get_running_loop().create_future()
         self._codes.append((request.code, reply))

@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.notify import Message
-from benchmarks.bare import BareActivities, BareDeletion
+from benchmarks.bare import BareActivities, BareDeletion, BareResult
 from benchmarks.stack import Stack
 from worker import build_worker
+from workflows.account_deletion import AccountDeletion
+from workflows.models import DeletionReceipt, workflow_id_for
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 BARE_TASK_QUEUE_SUFFIX = "-bare"
@@ -59,8 +62,12 @@ async def bare_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
         stack.client,
         task_queue=bare_task_queue(stack),
         workflows=[BareDeletion],
-        activities=[activities.step, activities.issue_code, activities.release,
-                    activities.list_products],
+        activities=[
+            activities.step,
+            activities.issue_code,
+            activities.release,
+            activities.list_products,
+        ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker_max_concurrent_activities,
@@ -71,6 +78,14 @@ async def bare_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
 
 def bare_workflow_id(account_id: str) -> str:
     return f"bare-deletion-{account_id}"
+
+
+def saga_handle(stack: Stack, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
+    return stack.client.get_workflow_handle_for(AccountDeletion.run, workflow_id_for(account_id))
+
+
+def bare_handle(stack: Stack, account_id: str) -> WorkflowHandle[BareDeletion, BareResult]:
+    return stack.client.get_workflow_handle_for(BareDeletion.run, bare_workflow_id(account_id))
 
 
 def median(values: Sequence[float]) -> float:
@@ -128,14 +143,18 @@ class Report:
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
         lines = [f"== {self.benchmark} =="]
         for index, row in enumerate(cells):
-            lines.append("  ".join(c.rjust(w) if index else c.ljust(w) for c, w in
-                                   zip(row, widths, strict=True)))
+            lines.append(
+                "  ".join(
+                    c.rjust(w) if index else c.ljust(w) for c, w in zip(row, widths, strict=True)
+                )
+            )
             if index == 0:
                 lines.append("  ".join("-" * w for w in widths))
         lines += [f"note: {note}" for note in self.notes]
         if self.ratio is not None:
-            lines.append(f"ratio {self.ratio:.3f}; target {self.target}; "
-                         f"{'met' if self.met else 'MISSED'}")
+            lines.append(
+                f"ratio {self.ratio:.3f}; target {self.target}; {'met' if self.met else 'MISSED'}"
+            )
         elif self.target:
             lines.append(f"target {self.target}; {'met' if self.met else 'MISSED'}")
         lines.append(json.dumps(self.as_json(), sort_keys=False, default=str))

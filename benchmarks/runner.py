@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks import throughput
+from benchmarks import history, latency, purge, throughput, waiting
 from benchmarks.harness import Report
 from benchmarks.stack import Stack
 
@@ -13,6 +13,10 @@ BenchmarkRun = Callable[[Stack, Any], Awaitable[Report]]
 
 BENCHMARKS: dict[str, tuple[BenchmarkRun, dict[str, Any]]] = {
     "throughput": (throughput.run, throughput.SIZES),
+    "latency": (latency.run, latency.SIZES),
+    "purge": (purge.run, purge.SIZES),
+    "history": (history.run, history.SIZES),
+    "waiting": (waiting.run, waiting.SIZES),
 }
 
 

@@ -88,7 +88,7 @@ async def stack_on(
 
 @asynccontextmanager
 async def embedded_stack(directory: Path) -> AsyncIterator[Stack]:
-    """Starts the dev server (`--db-filename` under `directory`) and PostgreSQL, stops both after."""
+    """Starts the dev server (`--db-filename` in `directory`) and PostgreSQL; stops both after."""
     directory.mkdir(parents=True, exist_ok=True)
     temporal = EmbeddedTemporal(
         db_file=directory / "temporal.db", port=free_port(), ui_port=free_port()

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from benchmarks.bare import BareDeletion, BareRequest
 from benchmarks.harness import (
     Report,
+    bare_handle,
     bare_task_queue,
     bare_worker,
     bare_workflow_id,
     median,
+    saga_handle,
     saga_worker,
 )
 from benchmarks.seed import seed_accounts
 from benchmarks.stack import Stack
 from starter.client import DeletionClient
-from workflows.account_deletion import AccountDeletion
 from workflows.models import Stage, SubmitCodeInput, workflow_id_for
 
 TARGET = 0.9
@@ -93,12 +94,7 @@ async def _saga_round(stack: Stack, size: Size) -> float:
     started = time.perf_counter()
     async with saga_worker(stack, relay):
         receipts = await asyncio.gather(
-            *(
-                stack.client.get_workflow_handle_for(
-                    AccountDeletion.run, workflow_id_for(a.account_id)
-                ).result()
-                for a in accounts
-            )
+            *(saga_handle(stack, a.account_id).result() for a in accounts)
         )
     elapsed = time.perf_counter() - started
     failed = [r.account_id for r in receipts if r.outcome is not Stage.DELETED]
@@ -122,10 +118,5 @@ async def _bare_round(stack: Stack, count: int) -> float:
 
     started = time.perf_counter()
     async with bare_worker(stack, relay):
-        await asyncio.gather(
-            *(
-                stack.client.get_workflow_handle_for(BareDeletion.run, bare_workflow_id(a)).result()
-                for a in ids
-            )
-        )
+        await asyncio.gather(*(bare_handle(stack, a).result() for a in ids))
     return count / (time.perf_counter() - started)

@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.converter import PayloadCodec
 from temporalio.worker import Replayer
 
@@ -42,7 +42,7 @@ from tests.support import (
     wait_for_stage,
 )
 from workflows.account_deletion import AccountDeletion
-from workflows.models import Stage, VerificationOutcome, workflow_id_for
+from workflows.models import DeletionReceipt, Stage, VerificationOutcome, workflow_id_for
 
 TOKEN = "history-privacy-token-0123456789"
 
@@ -319,7 +319,9 @@ async def test_histories_written_with_a_retired_key_still_decode_and_replay(
         await deletions.submit_code(account_id, code)
         await (await deletions.handle(account_id)).result()
 
-    handle = after.get_workflow_handle_for(AccountDeletion.run, workflow_id_for(account_id))
+    handle: WorkflowHandle[AccountDeletion, DeletionReceipt] = after.get_workflow_handle_for(
+        AccountDeletion.run, workflow_id_for(account_id)
+    )
     history = await handle.fetch_history()
     key_ids = {
         _unbase64(payload["metadata"].get("encryption-key-id", ""))

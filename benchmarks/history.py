@@ -1,0 +1,154 @@
+"""History size: events per deletion as a function of the products holding data and of rows,
+against the bare workflow of the same shape (it runs one purge activity per registry product,
+as the saga does).
+
+Rows must not show in the history: a purge heartbeats its progress instead of recording it,
+so a million-row account costs the events of a ten-row one. What can vary is the number of
+workflow tasks, when parallel purges finish at different moments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+
+from benchmarks.bare import BareDeletion, BareRequest
+from benchmarks.harness import (
+    Relay,
+    Report,
+    bare_task_queue,
+    bare_worker,
+    bare_workflow_id,
+    saga_handle,
+    saga_worker,
+)
+from benchmarks.seed import seed_account
+from benchmarks.stack import Stack
+from starter.client import DeletionClient
+from workflows.models import Stage, SubmitCodeInput, workflow_id_for
+
+TARGET_RATIO = 1.5
+FLAT_TOLERANCE = 0.1
+"""Events at the largest row count may exceed those at the smallest by this fraction at most
+(room for parallel purges finishing in separate workflow tasks), never grow with rows."""
+
+
+@dataclass(frozen=True)
+class Size:
+    points: tuple[tuple[int, int], ...]
+    """(products holding data, rows per product), the first is the ratio's reference."""
+
+
+SIZES = {
+    "tiny": Size(points=((6, 5), (1, 5))),
+    "full": Size(points=((6, 10), (1, 10), (3, 10), (6, 1_000), (6, 20_000), (6, 100_000))),
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    events: int
+    activities: int
+    local_activities: int
+    workflow_tasks: int
+    signals: int
+
+    @classmethod
+    def of(cls, history: WorkflowHistory) -> Shape:
+        kinds = Counter(event.event_type for event in history.events)
+        return cls(
+            events=len(history.events),
+            activities=kinds[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED],
+            local_activities=kinds[EventType.EVENT_TYPE_MARKER_RECORDED],
+            workflow_tasks=kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED],
+            signals=kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED],
+        )
+
+
+async def run(stack: Stack, size: Size) -> Report:
+    report = Report(
+        "history",
+        columns=[
+            "workflow",
+            "products w/ data",
+            "rows/product",
+            "events",
+            "activities",
+            "local act.",
+            "wf tasks",
+            "signals",
+        ],
+        target=f"ratio <= {TARGET_RATIO}, flat in rows (+{FLAT_TOLERANCE:.0%} at most)",
+    )
+
+    async def relay_saga(account_id: str, code: str) -> None:
+        await stack.client.get_workflow_handle(workflow_id_for(account_id)).signal(
+            "submit_verification_code", SubmitCodeInput(code=code)
+        )
+
+    async def relay_bare(account_id: str, code: str) -> None:
+        await stack.client.get_workflow_handle(bare_workflow_id(account_id)).signal(
+            "submit_verification_code", SubmitCodeInput(code=code)
+        )
+
+    bare = await _bare_shape(stack, relay_bare)
+    report.rows.append(["bare", "-", "-", *_columns(bare)])
+    saga: dict[tuple[int, int], Shape] = {}
+    deletions = DeletionClient(stack.client, stack.pool, stack.settings.temporal_task_queue)
+    async with saga_worker(stack, relay_saga):
+        for products, rows in size.points:
+            account = await seed_account(stack.pool, rows_per_product=rows, products=products)
+            await deletions.start(account.account_id, requested_by="benchmark")
+            handle = saga_handle(stack, account.account_id)
+            if (await handle.result()).outcome is not Stage.DELETED:
+                raise RuntimeError(f"deletion of {account.account_id} did not finish")
+            saga[(products, rows)] = Shape.of(await handle.fetch_history())
+            report.rows.append(["saga", products, rows, *_columns(saga[(products, rows)])])
+    reference = saga[size.points[0]]
+    by_rows = sorted((rows, shape.events) for (p, rows), shape in saga.items() if p == 6)
+    growth = by_rows[-1][1] / by_rows[0][1] - 1
+    report.ratio = reference.events / bare.events
+    report.met = report.ratio <= TARGET_RATIO and growth <= FLAT_TOLERANCE
+    report.figures = {
+        "saga_events": reference.events,
+        "bare_events": bare.events,
+        "saga_activities": reference.activities,
+        "bare_activities": bare.activities,
+        "events_by_rows": {str(rows): events for rows, events in by_rows},
+        "growth_smallest_to_largest_rows": round(growth, 3),
+    }
+    if (reference.activities, reference.local_activities, reference.signals) != (
+        bare.activities,
+        bare.local_activities,
+        bare.signals,
+    ):
+        report.notes.append("the bare workflow no longer has the saga's shape: update bare.py")
+        report.met = False
+    return report
+
+
+def _columns(shape: Shape) -> list[int]:
+    return [
+        shape.events,
+        shape.activities,
+        shape.local_activities,
+        shape.workflow_tasks,
+        shape.signals,
+    ]
+
+
+async def _bare_shape(stack: Stack, relay: Relay) -> Shape:
+    account_id = f"history-{uuid.uuid4().hex[:12]}"
+    async with bare_worker(stack, relay):
+        handle = await stack.client.start_workflow(
+            BareDeletion.run,
+            BareRequest(account_id=account_id),
+            id=bare_workflow_id(account_id),
+            task_queue=bare_task_queue(stack),
+        )
+        await handle.result()
+    return Shape.of(await handle.fetch_history())

@@ -1,0 +1,114 @@
+"""The benchmarks keep working: each runs once at its tiny size on the test servers.
+
+No timing is asserted here (timings live in benchmarks/RESULTS.md); what is asserted is that
+each benchmark measures what it names: the deletions it drives finish, the rows it purges are
+the rows it seeded, and the baseline keeps the saga's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from benchmarks.harness import Report
+from benchmarks.runner import BENCHMARKS, run_benchmark
+from benchmarks.stack import Stack, stack_on
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def stack(client: Client, database_url: str, task_queue: str) -> AsyncIterator[Stack]:
+    async with stack_on(
+        client.service_client.config.target_host,
+        database_url,
+        payload_keys=os.environ["PAYLOAD_KEYS"],
+        task_queue=task_queue,
+        namespace=client.namespace,
+    ) as stack:
+        yield stack
+
+
+def figures(report: Report) -> dict[str, Any]:
+    """The JSON line the report prints last, as a reader of the output would parse it."""
+    last = report.render().splitlines()[-1]
+    parsed: dict[str, Any] = json.loads(last)
+    assert parsed["benchmark"] == report.benchmark
+    assert parsed["target"] and parsed["met"] in (True, False)
+    assert parsed["machine"]["cpus"] >= 1
+    return parsed
+
+
+def test_every_benchmark_the_issue_names_is_runnable() -> None:
+    assert set(BENCHMARKS) == {"throughput", "latency", "purge", "history", "waiting"}
+
+
+async def test_throughput_drains_every_deletion_of_both_workflows(stack: Stack) -> None:
+    line = figures(await run_benchmark("throughput", stack, "tiny"))
+    assert line["saga_deletions_per_s"] > 0 and line["bare_deletions_per_s"] > 0
+    assert line["ratio"] == pytest.approx(
+        line["saga_deletions_per_s"] / line["bare_deletions_per_s"], rel=0.05
+    )
+    deleted = await stack.pool.fetchval("select count(*) from accounts where status = 'deleted'")
+    assert deleted == line["deletions"] * line["runs"]
+
+
+async def test_latency_times_each_deletion_from_acceptance_to_release(stack: Stack) -> None:
+    line = figures(await run_benchmark("latency", stack, "tiny"))
+    assert 0 < line["saga_p50_ms"] <= line["saga_p95_ms"]
+    assert 0 < line["bare_p50_ms"] <= line["bare_p95_ms"]
+    released = await stack.pool.fetchval(
+        "select count(*) from audit_events where kind = 'identifiers_released'"
+    )
+    assert released == line["deletions"]
+
+
+async def test_purge_counts_the_rows_it_seeded_for_both_methods(stack: Stack) -> None:
+    report = await run_benchmark("purge", stack, "tiny")
+    line = figures(report)
+    plain_rows, saga_rows = (row[2] for row in report.rows)
+    # Six products of 200 rows and five parent rows; the saga also purges the sign-in
+    # product's verification challenge and attempt.
+    assert plain_rows == 6 * 200 + 5
+    assert saga_rows == plain_rows + 2 == line["rows"]
+    assert line["saga_longest_transaction_s"] > 0
+    left = await stack.pool.fetchval("select count(*) from storage_objects")
+    assert left == 0
+
+
+async def test_the_bare_workflow_keeps_the_sagas_shape(stack: Stack) -> None:
+    line = figures(await run_benchmark("history", stack, "tiny"))
+    assert line["saga_activities"] == line["bare_activities"] == 17
+    assert line["saga_events"] > 0 and line["bare_events"] > 0
+    assert "the bare workflow no longer has the saga's shape" not in str(line)
+
+
+async def test_waiting_runs_are_held_by_a_worker_process(stack: Stack) -> None:
+    line = figures(await run_benchmark("waiting", stack, "tiny"))
+    assert line["deletions"] == 20
+    assert 0 < line["worker_idle_rss_mib"] <= line["worker_peak_rss_mib"]
+    challenges = await stack.pool.fetchval("select count(*) from verification_challenges")
+    assert challenges == 20
+
+
+def test_python_m_benchmarks_runs_on_its_own_embedded_stack() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "history", "--size", "tiny"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={k: v for k, v in os.environ.items() if k not in ("PAYLOAD_KEYS",)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "== history =="
+    assert json.loads(lines[-1])["benchmark"] == "history"
