@@ -1,8 +1,9 @@
-"""`python -m benchmarks NAME [--size tiny|full]`: one benchmark on a fresh embedded stack.
+"""`python -m benchmarks [NAME ...] [--size tiny|full]`: benchmarks, each on a fresh embedded
+stack (all five when none is named).
 
-Prints a table and, last, one JSON line with the figures, the ratio to the baseline measured
-in the same run, and the target. Exits 0 when it ran (a missed target is a finding, not an
-error), 1 when the benchmark itself failed, 2 on bad usage.
+Each prints a table and, last, one JSON line with its figures, the ratio to the baseline
+measured in the same run, and the target. Exits 0 when they ran (a missed target is a finding,
+not an error), 1 when a benchmark itself failed, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from benchmarks.stack import embedded_stack
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
     parser.add_argument(
         "--size",
         choices=["tiny", "full"],
@@ -35,10 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the stack keeps its files (default: a temporary directory, removed after)",
     )
     args = parser.parse_args(argv)
+    if unknown := [name for name in args.names if name not in BENCHMARKS]:
+        parser.error(
+            f"no benchmark named {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with tempfile.TemporaryDirectory(prefix="account-deletion-bench-") as scratch:
-        directory = args.data_dir or Path(scratch)
-        return asyncio.run(_run(args.name, args.size, directory))
+    for name in args.names or list(BENCHMARKS):
+        with tempfile.TemporaryDirectory(prefix="account-deletion-bench-") as scratch:
+            directory = (args.data_dir or Path(scratch)) / name
+            if asyncio.run(_run(name, args.size, directory)):
+                return 1
+    return 0
 
 
 async def _run(name: str, size: str, directory: Path) -> int:

@@ -150,6 +150,13 @@ class EmbeddedTemporal:
             self.namespace,
             "--log-level",
             "warn",
+            # A write-ahead log synced at checkpoints instead of a sync per write: about three
+            # times the throughput on one disk, and still nothing lost when the process is
+            # killed (only an OS crash can lose the last writes; production runs on PostgreSQL).
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
         ]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
