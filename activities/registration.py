@@ -6,6 +6,7 @@ registered again only after the deletion released it.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import asyncpg
@@ -19,6 +20,7 @@ from activities.identifiers import (
     normalize_phone,
     normalize_user_name,
 )
+from workflows.models import PLAIN_TEXT_PATTERN
 
 
 class RegistrationRequest(BaseModel):
@@ -29,7 +31,17 @@ class RegistrationRequest(BaseModel):
     user_name: str = Field(max_length=64, examples=["jane"])
     email: str = Field(max_length=320, examples=["jane@example.com"])
     phone: str = Field(max_length=32, examples=["+14155550123"])
-    display_name: str | None = Field(default=None, max_length=200, examples=["Jane Doe"])
+    display_name: str | None = Field(
+        default=None, max_length=200, pattern=PLAIN_TEXT_PATTERN, examples=["Jane Doe"]
+    )
+
+    @field_validator("user_name", "email", "phone", mode="before")
+    @classmethod
+    def _plain_text(cls, value: object) -> object:
+        """Control characters (NUL above all: PostgreSQL refuses it) are an input error."""
+        if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError("must not contain control characters")
+        return value
 
     @field_validator("user_name")
     @classmethod

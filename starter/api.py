@@ -20,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from activities.registration import (
@@ -42,6 +44,8 @@ from starter.links import LinkSigner
 from starter.observability import RequestMetrics, route_template
 from workflows.models import (
     ACCOUNT_ID_PATTERN,
+    CODE_PATTERN,
+    PLAIN_TEXT_PATTERN,
     REQUESTER_PATTERN,
     CodeCheck,
     DeletionReceipt,
@@ -81,12 +85,12 @@ class Accepted(BaseModel):
 
 class CodeSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(pattern=r"^[0-9]{4,10}$", examples=["123456"])
+    code: str = Field(pattern=CODE_PATTERN, examples=["123456"])
 
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT_PATTERN)
 
 
 class StartRequest(BaseModel):
@@ -151,6 +155,7 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(_CountedBody)
     bearer = HTTPBearer(auto_error=False)
 
     def authorized(
@@ -173,10 +178,11 @@ def create_app(
     async def limit_body(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        limit = MAX_CODEC_BODY_BYTES if request.url.path.startswith("/codec/") else MAX_BODY_BYTES
+        limit = _body_limit(request.url.path)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return _problem(413, "body_too_large", f"request bodies are limited to {limit} bytes")
+            return _problem(413, "body_too_large", BodyTooLarge(limit).detail)
+        # A body without Content-Length (chunked) is counted as it arrives (_CountedBody).
         return await call_next(request)
 
     metrics = RequestMetrics()
@@ -217,6 +223,17 @@ def create_app(
     async def unauthorized(request: Request, error: _Unauthorized) -> Response:
         response = _problem(401, "unauthorized", "a valid bearer token is required")
         response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        """Unknown routes, wrong methods, bodies too large: the same problem body as the rest."""
+        code = _HTTP_ERRORS.get(error.status_code, "http_error")
+        message = _HTTP_MESSAGES.get(error.status_code, str(error.detail))
+        if error.status_code == 405 and error.headers and "Allow" in error.headers:
+            message += f": this endpoint takes {error.headers['Allow']}"
+        response = _problem(error.status_code, code, message)
+        response.headers.update(error.headers or {})
         return response
 
     @app.exception_handler(DeletionError)
@@ -393,6 +410,54 @@ def create_app(
 
 class _Unauthorized(Exception):
     pass
+
+
+_HTTP_ERRORS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+_HTTP_MESSAGES = {
+    # The path is not repeated: a verification link's token is part of it.
+    404: "not found: no such endpoint (the API is described at /docs)",
+    405: "method not allowed",
+}
+
+
+def _body_limit(path: str) -> int:
+    return MAX_CODEC_BODY_BYTES if path.startswith("/codec/") else MAX_BODY_BYTES
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are limited to {limit} bytes")
+
+
+class _CountedBody:
+    """Wraps the ASGI `receive` of a request: past the route's limit, the body read fails
+    with 413 (FastAPI passes HTTP exceptions raised while reading a body through)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        received = 0
+        limit = _body_limit(scope["path"])
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self._app(scope, counted, send)
 
 
 def _problem(status_code: int, error: str, message: str) -> JSONResponse:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from starter.config import ConfigurationError, Settings
+from workflows.models import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN
 
 if TYPE_CHECKING:
     import asyncpg
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def account_verb(name: str, help_text: str) -> argparse.ArgumentParser:
         verb = commands.add_parser(name, help=help_text)
-        verb.add_argument("account_id")
+        verb.add_argument("account_id", type=_account_id)
         return verb
 
     start = account_verb("start", "start the deletion of an account (idempotent)")
@@ -84,12 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between redraws with --watch (default 1)",
     )
     verify = account_verb("verify", "submit the verification code the user received")
-    verify.add_argument("code")
+    verify.add_argument("code", type=_code)
     account_verb("resend", "send a new verification code")
     account_verb("recheck", "check the pending tasks again now")
     account_verb("retry", "retry the products whose purge failed")
     cancel = account_verb("cancel", "cancel before the point of no return")
-    cancel.add_argument("--reason")
+    cancel.add_argument("--reason", type=_plain_text)
     account_verb("receipt", "print the receipt of a finished deletion as JSON")
     listing = commands.add_parser(
         "list",
@@ -224,6 +225,25 @@ def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
         app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
     )
     return 0
+
+
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    """An argparse type that refuses a value without repeating it (it may be a code, or hold
+    characters that would garble the terminal)."""
+
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise argparse.ArgumentTypeError(expected)
+        return value
+
+    return check
+
+
+_account_id = _matching(
+    ACCOUNT_ID_PATTERN, "not an account id (letters, digits, '-' and '_', like acct-3f9a0c1d)"
+)
+_code = _matching(CODE_PATTERN, "a verification code is 6 to 8 digits")
+_plain_text = _matching(PLAIN_TEXT_PATTERN, "must not contain control characters")
 
 
 def _out(text: str) -> None:

@@ -96,7 +96,7 @@ def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLRespon
             f'<form method="post" action="{base}/code">'
             '<label for="code">Verification code</label>'
             '<input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" '
-            f'pattern="[0-9]{{4,10}}" required autofocus aria-describedby="{described}"{invalid}>'
+            f'pattern="[0-9]{{6,8}}" required autofocus aria-describedby="{described}"{invalid}>'
             '<p id="code-help">The digits from the message, without spaces.</p>'
             '<button type="submit" class="danger">Delete my account</button></form>'
             f'<form class="inline" method="post" action="{base}/resend">'

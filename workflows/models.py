@@ -17,6 +17,11 @@ WORKFLOW_TYPE = "AccountDeletion"
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 REQUESTER_PATTERN = r"^[\w.:-]+$"
 """Who asked: an operator or console user id. No '@': it is shown in the UI, so never an email."""
+CODE_PATTERN = r"^[0-9]{6,8}$"
+"""A verification code as issued (`DeletionPolicy.code_digits`): any other length is a typo."""
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""Free text kept in records: no control characters (PostgreSQL refuses NUL in text and jsonb,
+and a newline or escape sequence would forge lines in logs and terminals)."""
 
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
@@ -96,7 +101,7 @@ class DeletionRequest(_Model):
 
 
 class SubmitCodeInput(_Model):
-    code: str = Field(pattern=r"^[0-9]{4,10}$")
+    code: str = Field(pattern=CODE_PATTERN)
 
 
 class ResendCodeInput(_Model):
@@ -112,7 +117,7 @@ class RetryPurgesInput(_Model):
 
 
 class CancelInput(_Model):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT_PATTERN)
 
 
 # --- findings and progress --------------------------------------------------------------------
