@@ -31,19 +31,6 @@ class ReplayReport:
     """`workflow_id/run_id` → the replay failure."""
     foreign_keys: dict[str, set[str]] = field(default_factory=dict)
     """`workflow_id/run_id` → key ids of payloads the client's converter does not hold."""
-    not_replayed: dict[str, str] = field(default_factory=dict)
-    """`workflow_id/run_id` → why it was not replayed (see `EVICTION_NEVER_ENDS`)."""
-
-
-EVICTION_NEVER_ENDS = (
-    "past the point of no return and not ended by the workflow (still open, terminated or"
-    " timed out): at the end of the replay the SDK evicts the run by cancelling its task, and"
-    " AccountDeletion.run's `while True: await asyncio.shield(forward) / except CancelledError`"
-    " swallows that cancellation for ever (a worker thread spins at 100% CPU and the replay"
-    " never returns); not replayed, so that the suite does not hang"
-)
-"""A product defect (reported): any eviction of such a run (replay, worker shutdown, cache
-pressure) spins. `test_replay.py` keeps a strict xfail that replays one such history."""
 
 
 async def replay_every_history(
@@ -51,26 +38,18 @@ async def replay_every_history(
     query: str = ACCOUNT_DELETIONS,
     *,
     skip_foreign_keys: bool = False,
-    allow_not_replayed: bool = False,
 ) -> int:
     """Replays every workflow the query lists; returns how many replayed, fails on any failure.
 
     With `skip_foreign_keys`, histories whose payloads were encrypted with keys the client's
     converter does not hold (a test that rotated to keys of its own) are left out instead of
-    failing: nobody here can decode them. Histories whose replay would never end (see
-    `EVICTION_NEVER_ENDS`) are not replayed; they fail unless `allow_not_replayed`. Every
-    other history must replay."""
+    failing: nobody here can decode them. Every other history must replay."""
     report = await replay_histories(client, query, skip_foreign_keys=skip_foreign_keys)
-    return assert_replayed(report, allow_not_replayed=allow_not_replayed)
+    return assert_replayed(report)
 
 
-def assert_replayed(report: ReplayReport, *, allow_not_replayed: bool = False) -> int:
+def assert_replayed(report: ReplayReport) -> int:
     """Fails naming every run that did not replay; returns how many did."""
-    if not allow_not_replayed:
-        assert not report.not_replayed, (
-            f"{len(report.not_replayed)} histories cannot be replayed:\n"
-            + "\n".join(f"- {run}: {why}" for run, why in sorted(report.not_replayed.items()))
-        )
     total = len(report.replayed) + len(report.failures)
     assert not report.failures, (
         f"{len(report.failures)} of {total} histories failed to replay:\n"
@@ -104,9 +83,6 @@ async def replay_histories(
                 if foreign := _encryption_key_ids(history) - known:
                     report.foreign_keys[run] = foreign
                     continue
-            if eviction_never_ends(history):
-                report.not_replayed[run] = EVICTION_NEVER_ENDS
-                continue
             yield history
 
     # One replay worker for all histories, one history after the other.
@@ -119,23 +95,6 @@ async def replay_histories(
                 failure = result.replay_failure
                 report.failures[run] = f"{type(failure).__name__}: {failure}"
     return report
-
-
-def eviction_never_ends(history: WorkflowHistory) -> bool:
-    """The run reached the point of no return (a purge was scheduled) and the workflow did
-    not end it itself: the eviction at the end of its replay would never finish."""
-    purging = any(
-        event.activity_task_scheduled_event_attributes.activity_type.name == "purge_product"
-        for event in history.events
-        if event.HasField("activity_task_scheduled_event_attributes")
-    )
-    last = history.events[-1] if history.events else None
-    ended_by_workflow = last is not None and (
-        last.HasField("workflow_execution_completed_event_attributes")
-        or last.HasField("workflow_execution_failed_event_attributes")
-        or last.HasField("workflow_execution_continued_as_new_event_attributes")
-    )
-    return purging and not ended_by_workflow
 
 
 def _key_ids(client: Client) -> set[str] | None:

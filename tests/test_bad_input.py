@@ -188,9 +188,7 @@ async def world(
                     DATA_DIR=str(tmp_path_factory.mktemp("bad-input-cli")),
                 )
                 yield World(pool, client, api, cli_env, ids, code, old_code)
-            # The blocked run goes on to DELETED: a run past the point of no return that is
-            # still open when the worker stops would spin for ever on its eviction (see
-            # tests/replay.py EVICTION_NEVER_ENDS).
+            # The blocked run goes on to DELETED: the session leaves no deletion half-done.
             await pool.execute(
                 "update legal_holds set lifted_at = now() where account_id = $1", ids["blocked"]
             )

@@ -20,13 +20,7 @@ from temporalio.worker import Replayer
 from starter.client import DeletionClient
 from starter.codec import data_converter_for_keys
 from tests.conftest import REPO_ROOT, TEST_PAYLOAD_KEYS
-from tests.replay import (
-    ACCOUNT_DELETIONS,
-    EVICTION_NEVER_ENDS,
-    assert_replayed,
-    eviction_never_ends,
-    replay_histories,
-)
+from tests.replay import ACCOUNT_DELETIONS, assert_replayed, replay_histories
 from tests.support import (
     Inbox,
     new_account,
@@ -78,28 +72,23 @@ async def test_every_history_this_session_produced_replays_on_the_current_workfl
     if await _account_deletions(client) == 0:
         await _delete_one_account(client, pool, task_queue)
     report = await replay_histories(client, skip_foreign_keys=True)
-    # Runs past the point of no return that the workflow did not end cannot be replayed
-    # until the product's eviction defect is fixed (see EVICTION_NEVER_ENDS and the strict
-    # xfail below); every other history must replay.
-    replayed = assert_replayed(report, allow_not_replayed=True)
+    replayed = assert_replayed(report)
     with capsys.disabled():
         sys.stdout.write(
             f"\nreplayed {replayed} AccountDeletion histories of this session; left out:"
-            f" {len(report.foreign_keys)} encrypted with keys of their own test,"
-            f" {len(report.not_replayed)} past the point of no return and not ended by the"
-            " workflow (their replay would never end)\n"
+            f" {len(report.foreign_keys)} encrypted with keys of their own test\n"
         )
     assert replayed > 0
 
 
-@pytest.mark.xfail(strict=True, reason=EVICTION_NEVER_ENDS)
 async def test_the_history_of_a_run_waiting_past_the_point_of_no_return_replays(
     client: Client, pool: asyncpg.Pool, task_queue: str, tmp_path: Path
 ) -> None:
     """The history of a run blocked on a purge (a legal hold), as it stands while the run
     waits for a retry, replays (as a worker replays it after a restart). Replayed in a process
     of its own, so that a replay that never ends is stopped. (The run itself goes on to
-    DELETED first: evicted from this process's worker while blocked, it would spin here.)"""
+    DELETED first, so that this process's worker never holds it.) The workflow refuses a
+    cancellation past that point; the cancellation of an eviction must still go through."""
     inbox = Inbox()
     account_id = await new_account(pool)
     await pool.execute(
@@ -125,7 +114,10 @@ async def test_the_history_of_a_run_waiting_past_the_point_of_no_return_replays(
         if event.workflow_execution_signaled_event_attributes.signal_name == "retry_failed_purges"
     )
     history = WorkflowHistory(full.workflow_id, full.events[:retry])
-    assert eviction_never_ends(history) and not eviction_never_ends(full)
+    assert any(
+        event.activity_task_scheduled_event_attributes.activity_type.name == "purge_product"
+        for event in history.events
+    ), "the cut history must reach the point of no return"
     saved = tmp_path / "history.json"
     saved.write_text(history.to_json())
     process = await asyncio.create_subprocess_exec(

@@ -137,6 +137,10 @@ class AccountDeletion:
             try:
                 return await asyncio.shield(forward)
             except asyncio.CancelledError:
+                if forward.cancelling() or forward.cancelled():
+                    # Not a request to stop the deletion (that cancels only this outer task):
+                    # the worker is evicting the run from its cache and cancels every task.
+                    raise
                 workflow.logger.warning("cancellation refused: purging has begun")
 
     async def _purge_and_finalize(self) -> DeletionReceipt:
