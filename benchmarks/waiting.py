@@ -160,6 +160,7 @@ async def _until_all_wait(
     stack: Stack, accounts: list[str], worker: subprocess.Popen[bytes]
 ) -> None:
     """Until every run has sent its code (its challenge is recorded) and waits for it."""
+    shown = time.monotonic()
     while True:
         sent = await stack.pool.fetchval(
             "select count(distinct account_id) from verification_challenges"
@@ -170,6 +171,9 @@ async def _until_all_wait(
             return
         if worker.poll() is not None:
             raise RuntimeError("the worker exited while the runs were starting")
+        if time.monotonic() - shown >= 15:
+            shown = time.monotonic()
+            sys.stderr.write(f"waiting: {sent:,} of {len(accounts):,} runs wait for their code\n")
         await asyncio.sleep(0.5)
 
 
