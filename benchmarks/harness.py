@@ -22,13 +22,24 @@ from benchmarks.bare import BareActivities, BareDeletion, BareResult
 from benchmarks.stack import Stack
 from worker import build_worker
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionReceipt, workflow_id_for
+from workflows.models import DeletionReceipt, SubmitCodeInput, workflow_id_for
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 BARE_TASK_QUEUE_SUFFIX = "-bare"
 
 Relay = Callable[[str, str], Awaitable[None]]
 """Called with (account id, code) as soon as a code is sent."""
+
+
+def signalling(stack: Stack, workflow_id_of: Callable[[str], str]) -> Relay:
+    """A relay that submits each code by signal to the account's run, as soon as it is sent."""
+
+    async def relay(account_id: str, code: str) -> None:
+        await stack.client.get_workflow_handle(workflow_id_of(account_id)).signal(
+            "submit_verification_code", SubmitCodeInput(code=code)
+        )
+
+    return relay
 
 
 class RelayNotifier:

@@ -25,11 +25,12 @@ from benchmarks.harness import (
     bare_workflow_id,
     saga_handle,
     saga_worker,
+    signalling,
 )
 from benchmarks.seed import seed_account
 from benchmarks.stack import Stack
 from starter.client import DeletionClient
-from workflows.models import Stage, SubmitCodeInput, workflow_id_for
+from workflows.models import Stage, workflow_id_for
 
 TARGET_RATIO = 1.5
 FLAT_TOLERANCE = 0.1
@@ -85,15 +86,8 @@ async def run(stack: Stack, size: Size) -> Report:
         target=f"ratio <= {TARGET_RATIO}, flat in rows (+{FLAT_TOLERANCE:.0%} at most)",
     )
 
-    async def relay_saga(account_id: str, code: str) -> None:
-        await stack.client.get_workflow_handle(workflow_id_for(account_id)).signal(
-            "submit_verification_code", SubmitCodeInput(code=code)
-        )
-
-    async def relay_bare(account_id: str, code: str) -> None:
-        await stack.client.get_workflow_handle(bare_workflow_id(account_id)).signal(
-            "submit_verification_code", SubmitCodeInput(code=code)
-        )
+    relay_saga = signalling(stack, workflow_id_for)
+    relay_bare = signalling(stack, bare_workflow_id)
 
     bare = await _bare_shape(stack, relay_bare)
     report.rows.append(["bare", "-", "-", *_columns(bare)])

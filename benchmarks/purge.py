@@ -19,11 +19,11 @@ import asyncpg
 from temporalio.api.enums.v1 import EventType
 
 from activities.products import PRODUCTS, PurgeMethod
-from benchmarks.harness import Report, median, saga_handle, saga_worker
+from benchmarks.harness import Report, median, saga_handle, saga_worker, signalling
 from benchmarks.seed import RESOURCE_PRODUCTS, seed_account
 from benchmarks.stack import Stack
 from starter.client import DeletionClient
-from workflows.models import Stage, SubmitCodeInput, workflow_id_for
+from workflows.models import Stage, workflow_id_for
 
 TARGET_RATIO = 0.8
 LOCK_LIMIT_S = 1.0
@@ -166,11 +166,7 @@ async def _saga_purge(stack: Stack, size: Size) -> Measured:
     account_id = await _seeded(stack, size)
     deletions = DeletionClient(stack.client, stack.pool, stack.settings.temporal_task_queue)
 
-    async def relay(account: str, code: str) -> None:
-        await stack.client.get_workflow_handle(workflow_id_for(account)).signal(
-            "submit_verification_code", SubmitCodeInput(code=code)
-        )
-
+    relay = signalling(stack, workflow_id_for)
     assert stack.settings.database_url is not None
     async with (
         saga_worker(stack, relay),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from activities.registration import RegistrationRequest, register_account
+from activities.registration import IdentifierTaken, RegistrationRequest, register_account
 
 RESOURCE_PRODUCTS = ("object_storage", "dns", "cdn", "compute", "databases", "networking")
 """The products that hold a customer's resources, largest tables first."""
@@ -72,15 +72,22 @@ async def seed_account(
     pool: asyncpg.Pool, *, rows_per_product: int, products: int = len(RESOURCE_PRODUCTS)
 ) -> SeededAccount:
     """A registered account with `rows_per_product` residual rows in each of `products`."""
-    token = uuid.uuid4().hex[:12]
-    account = await register_account(
-        pool,
-        RegistrationRequest(
-            user_name=f"bench{token}",
-            email=f"bench+{token}@example.com",
-            phone="+1415" + str(uuid.uuid4().int)[:7],
-        ),
-    )
+    for attempt in range(5):
+        token = uuid.uuid4().hex[:12]
+        try:
+            account = await register_account(
+                pool,
+                RegistrationRequest(
+                    user_name=f"bench{token}",
+                    email=f"bench+{token}@example.com",
+                    phone="+1415" + str(uuid.uuid4().int)[:7],
+                ),
+            )
+            break
+        except IdentifierTaken:
+            # Seven random digits: among thousands of accounts, a phone number repeats.
+            if attempt == 4:
+                raise
     rows = 0
     async with pool.acquire() as conn, conn.transaction():
         for product in RESOURCE_PRODUCTS[:products]:

@@ -21,11 +21,12 @@ from benchmarks.harness import (
     median,
     saga_handle,
     saga_worker,
+    signalling,
 )
 from benchmarks.seed import seed_accounts
 from benchmarks.stack import Stack
 from starter.client import DeletionClient
-from workflows.models import Stage, SubmitCodeInput, workflow_id_for
+from workflows.models import Stage, workflow_id_for
 
 TARGET = 0.9
 
@@ -70,11 +71,6 @@ async def run(stack: Stack, size: Size) -> Report:
     return report
 
 
-async def _signal_code(stack: Stack, workflow_id: str, code: str) -> None:
-    handle = stack.client.get_workflow_handle(workflow_id)
-    await handle.signal("submit_verification_code", SubmitCodeInput(code=code))
-
-
 async def _saga_round(stack: Stack, size: Size) -> float:
     accounts = await seed_accounts(
         stack.pool, size.deletions, rows_per_product=size.rows_per_product
@@ -88,9 +84,7 @@ async def _saga_round(stack: Stack, size: Size) -> float:
 
     await asyncio.gather(*(start(a.account_id) for a in accounts))
 
-    async def relay(account_id: str, code: str) -> None:
-        await _signal_code(stack, workflow_id_for(account_id), code)
-
+    relay = signalling(stack, workflow_id_for)
     started = time.perf_counter()
     async with saga_worker(stack, relay):
         receipts = await asyncio.gather(
@@ -113,9 +107,7 @@ async def _bare_round(stack: Stack, count: int) -> float:
             task_queue=bare_task_queue(stack),
         )
 
-    async def relay(account_id: str, code: str) -> None:
-        await _signal_code(stack, bare_workflow_id(account_id), code)
-
+    relay = signalling(stack, bare_workflow_id)
     started = time.perf_counter()
     async with bare_worker(stack, relay):
         await asyncio.gather(*(bare_handle(stack, a).result() for a in ids))
