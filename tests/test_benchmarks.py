@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from benchmarks.harness import Report
+from benchmarks.history import Shape, flat_in_rows
 from benchmarks.runner import BENCHMARKS, run_benchmark
 from benchmarks.stack import Stack, stack_on
 from tests.conftest import REPO_ROOT
@@ -89,6 +90,25 @@ async def test_the_bare_workflow_keeps_the_sagas_shape(stack: Stack) -> None:
     assert line["saga_activities"] == line["bare_activities"] == 17
     assert line["saga_events"] > 0 and line["bare_events"] > 0
     assert "the bare workflow no longer has the saga's shape" not in str(line)
+
+
+def test_only_workflow_tasks_may_vary_with_rows_at_most_one_per_product() -> None:
+    together = Shape(events=100, activities=17, local_activities=6, workflow_tasks=11, signals=1)
+    apart = Shape(events=118, activities=17, local_activities=6, workflow_tasks=17, signals=1)
+    assert flat_in_rows([together, apart], products=6)
+
+    more_tasks_than_products = Shape(
+        events=121, activities=17, local_activities=6, workflow_tasks=18, signals=1
+    )
+    assert not flat_in_rows([together, more_tasks_than_products], products=6)
+    batch_per_activity = Shape(
+        events=103, activities=18, local_activities=6, workflow_tasks=11, signals=1
+    )
+    assert not flat_in_rows([together, batch_per_activity], products=6)
+    recorded_progress = Shape(
+        events=101, activities=17, local_activities=6, workflow_tasks=11, signals=1
+    )
+    assert not flat_in_rows([together, recorded_progress], products=6)
 
 
 async def test_waiting_runs_are_held_by_a_worker_process(stack: Stack) -> None:
