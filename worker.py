@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import py_compile
 import signal
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -55,9 +57,28 @@ def activities_for(
     ]
 
 
+def cache_bytecode(*workflow_classes: type) -> None:
+    """Writes the bytecode of the modules that define the given workflows.
+
+    The workflow sandbox imports a workflow's module afresh for every run it starts or replays.
+    Where the interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, usual in containers),
+    each of those imports compiled the source again: an eighth of the worker's CPU while runs
+    start. Read-only sources (the image compiles them when it is built) are left as they are.
+    """
+    for workflow_class in workflow_classes:
+        source = getattr(sys.modules[workflow_class.__module__], "__file__", None)
+        if source is None:
+            continue
+        try:
+            py_compile.compile(source, doraise=True)
+        except (OSError, py_compile.PyCompileError) as error:
+            logger.debug("bytecode of %s not cached: %s", source, error)
+
+
 def build_worker(
     client: Client, pool: asyncpg.Pool, notifier: Notifier, settings: Settings
 ) -> Worker:
+    cache_bytecode(AccountDeletion)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

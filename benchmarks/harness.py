@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities.notify import Message
 from benchmarks.bare import BareActivities, BareDeletion, BareResult
 from benchmarks.stack import Stack
-from worker import build_worker
+from worker import build_worker, cache_bytecode
 from workflows.account_deletion import AccountDeletion
 from workflows.models import DeletionReceipt, SubmitCodeInput, workflow_id_for
 
@@ -69,6 +69,7 @@ async def bare_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
     """A worker for the baseline with the product worker's concurrency and cache settings."""
     settings = stack.settings
     activities = BareActivities(relay)
+    cache_bytecode(BareDeletion)
     async with Worker(
         stack.client,
         task_queue=bare_task_queue(stack),

@@ -453,6 +453,21 @@ def test_dockerfile_installs_the_project_and_runs_the_cli() -> None:
     assert build_parser().parse_args(argv[1:]).command == "worker", argv
 
 
+def test_the_image_compiles_the_workflow_module_while_the_code_is_writable() -> None:
+    """The unprivileged user cannot write bytecode, and the sandbox imports the module per run."""
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    compiles = [
+        index
+        for index, (keyword, args) in enumerate(instructions)
+        if keyword == "RUN" and re.search(r"compileall\b[^&]*/app/workflows\b", args)
+    ]
+    assert compiles, "the image does not compile /app/workflows"
+    assert compiles[0] < len(keywords) - keywords[::-1].index("USER") - 1, (
+        "the bytecode is compiled after the switch to the unprivileged user"
+    )
+
+
 def test_dockerfile_runs_as_an_unprivileged_user() -> None:
     users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0"), users

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.machinery
+import importlib.util
 import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +19,7 @@ from temporalio.client import Client
 
 from starter.embedded import installed_binary
 from tests.conftest import REPO_ROOT
+from worker import cache_bytecode
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +121,56 @@ async def test_the_api_refuses_to_start_without_a_token(database_url: str) -> No
     output, _ = await process.communicate()
     assert process.returncode == 2
     assert b"API_TOKEN is not set" in output
+
+
+WORKFLOW_SOURCE = """
+from temporalio import workflow
+
+
+@workflow.defn
+class Probe:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+"""
+
+
+@pytest.fixture
+def probe_workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[type, Path]]:
+    """A workflow module imported from its source, by an interpreter that writes no bytecode."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = tmp_path / "bytecode_probe_workflow.py"
+    source.write_text(WORKFLOW_SOURCE)
+    module = importlib.import_module("bytecode_probe_workflow")
+    try:
+        yield module.Probe, source
+    finally:
+        del sys.modules["bytecode_probe_workflow"]
+
+
+def test_the_worker_caches_the_bytecode_the_sandbox_imports_for_every_run(
+    probe_workflow: tuple[type, Path],
+) -> None:
+    """Without it, each run the worker starts compiles the workflow module again."""
+    workflow_class, source = probe_workflow
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    assert not cached.exists(), "the interpreter wrote bytecode itself"
+
+    cache_bytecode(workflow_class)
+
+    assert cached.exists()
+    loader = importlib.machinery.SourceFileLoader("bytecode_probe_workflow", str(source))
+    assert loader.get_code("bytecode_probe_workflow") is not None
+
+
+def test_a_bytecode_cache_it_cannot_write_does_not_stop_the_worker(
+    probe_workflow: tuple[type, Path],
+) -> None:
+    workflow_class, source = probe_workflow
+    cache = Path(importlib.util.cache_from_source(str(source))).parent
+    cache.write_text("a file where the bytecode directory would be (read-only for root too)")
+
+    cache_bytecode(workflow_class)
+
+    assert cache.is_file()
