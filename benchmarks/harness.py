@@ -3,6 +3,7 @@ submits a code as soon as it is sent, statistics, and the report (a table, then 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
@@ -40,6 +42,41 @@ def signalling(stack: Stack, workflow_id_of: Callable[[str], str]) -> Relay:
         )
 
     return relay
+
+
+class CpuMeter:
+    """CPU seconds spent over a block by this process (its workers and clients) and by each
+    of the stack's servers with their children: where a round's time went."""
+
+    def __init__(self, servers: dict[str, int]) -> None:
+        self._processes = {
+            "benchmark": psutil.Process(),
+            **{name: psutil.Process(pid) for name, pid in servers.items()},
+        }
+        self._start: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {}
+        for name, process in self._processes.items():
+            times = process.cpu_times()
+            total = times.user + times.system
+            if name != "benchmark":  # the benchmark's children are the servers themselves
+                total += times.children_user + times.children_system
+                for child in process.children(recursive=True):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child_times = child.cpu_times()
+                        total += child_times.user + child_times.system
+            now[name] = total
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.seconds = {name: end[name] - self._start[name] for name in end}
 
 
 class RelayNotifier:

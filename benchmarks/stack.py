@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asyncpg
@@ -31,6 +31,9 @@ class Stack:
     settings: Settings
     """TEMPORAL_ADDRESS, DATABASE_URL and PAYLOAD_KEYS of this stack (the worker's defaults
     for everything else), for workers in this process and in child processes alike."""
+    servers: dict[str, int] = field(default_factory=dict)
+    """Process ids of the servers this stack started, by name ("temporal", "postgres"), so a
+    benchmark can say which of them its CPU went to; empty on servers started elsewhere."""
 
     def worker_environment(self) -> dict[str, str]:
         """The environment of a `python worker.py` process on this stack."""
@@ -104,8 +107,17 @@ async def embedded_stack(directory: Path) -> AsyncIterator[Stack]:
                 payload_keys=new_payload_keys(),
                 task_queue="benchmark",
             ) as stack:
-                yield stack
+                servers = {"temporal": temporal.pid, "postgres": _postmaster_pid(postgres)}
+                yield replace(
+                    stack, servers={name: pid for name, pid in servers.items() if pid is not None}
+                )
         finally:
             await asyncio.to_thread(postgres.stop)
     finally:
         await asyncio.to_thread(temporal.stop)
+
+
+def _postmaster_pid(postgres: EmbeddedPostgres) -> int | None:
+    pid_file = postgres.directory / "postmaster.pid"
+    first = pid_file.read_text().split("\n", 1)[0].strip() if pid_file.exists() else ""
+    return int(first) if first.isdigit() else None

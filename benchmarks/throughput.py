@@ -2,7 +2,9 @@
 
 All K runs are started first with no worker polling; the clock runs from the worker's start
 to the last result, so the figure is what one worker drains, not how fast clients start runs.
-Codes are submitted (by signal) the moment they are sent, for both.
+Codes are submitted (by signal) the moment they are sent, for both. The CPU each round took,
+per deletion, is shown for this process (worker and clients) and for each server: where the
+difference between the saga and the bare workflow goes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from benchmarks.bare import BareDeletion, BareRequest
 from benchmarks.harness import (
+    CpuMeter,
     Report,
     bare_handle,
     bare_task_queue,
@@ -49,13 +52,23 @@ async def run(stack: Stack, size: Size) -> Report:
     )
     saga_rates: list[float] = []
     bare_rates: list[float] = []
+    cpu: dict[str, list[dict[str, float]]] = {"bare": [], "saga": []}
     for index in range(size.runs):
-        bare = await _bare_round(stack, size.deletions)
-        saga = await _saga_round(stack, size)
+        bare, bare_cpu = await _bare_round(stack, size.deletions)
+        saga, saga_cpu = await _saga_round(stack, size)
         bare_rates.append(bare)
         saga_rates.append(saga)
+        cpu["bare"].append(bare_cpu)
+        cpu["saga"].append(saga_cpu)
         report.rows.append([index + 1, size.deletions, bare, saga, saga / bare])
     report.ratio = median(saga_rates) / median(bare_rates)
+    cpu_per_deletion = {
+        workflow: {
+            process: round(median([r[process] for r in rounds]) / size.deletions, 4)
+            for process in rounds[0]
+        }
+        for workflow, rounds in cpu.items()
+    }
     report.met = report.ratio >= TARGET
     report.figures = {
         "deletions": size.deletions,
@@ -63,7 +76,11 @@ async def run(stack: Stack, size: Size) -> Report:
         "runs": size.runs,
         "saga_deletions_per_s": round(median(saga_rates), 2),
         "bare_deletions_per_s": round(median(bare_rates), 2),
+        "cpu_s_per_deletion": cpu_per_deletion,
     }
+    for workflow, seconds in cpu_per_deletion.items():
+        shares = ", ".join(f"{process} {value * 1000:.0f} ms" for process, value in seconds.items())
+        report.notes.append(f"CPU per {workflow} deletion: {shares}")
     report.notes.append(
         f"medians of {size.runs} run(s); each account has {size.rows_per_product} residual rows"
         " in each of 6 products"
@@ -71,7 +88,8 @@ async def run(stack: Stack, size: Size) -> Report:
     return report
 
 
-async def _saga_round(stack: Stack, size: Size) -> float:
+async def _saga_round(stack: Stack, size: Size) -> tuple[float, dict[str, float]]:
+    """Deletions per second, and the CPU seconds of each process while the worker drained."""
     accounts = await seed_accounts(
         stack.pool, size.deletions, rows_per_product=size.rows_per_product
     )
@@ -86,18 +104,19 @@ async def _saga_round(stack: Stack, size: Size) -> float:
 
     relay = signalling(stack, workflow_id_for)
     started = time.perf_counter()
-    async with saga_worker(stack, relay):
-        receipts = await asyncio.gather(
-            *(saga_handle(stack, a.account_id).result() for a in accounts)
-        )
+    with CpuMeter(stack.servers) as cpu:
+        async with saga_worker(stack, relay):
+            receipts = await asyncio.gather(
+                *(saga_handle(stack, a.account_id).result() for a in accounts)
+            )
     elapsed = time.perf_counter() - started
     failed = [r.account_id for r in receipts if r.outcome is not Stage.DELETED]
     if failed:
         raise RuntimeError(f"deletions did not finish as DELETED: {failed}")
-    return size.deletions / elapsed
+    return size.deletions / elapsed, cpu.seconds
 
 
-async def _bare_round(stack: Stack, count: int) -> float:
+async def _bare_round(stack: Stack, count: int) -> tuple[float, dict[str, float]]:
     ids = [f"{time.time_ns()}-{n}" for n in range(count)]
     for account_id in ids:
         await stack.client.start_workflow(
@@ -109,6 +128,7 @@ async def _bare_round(stack: Stack, count: int) -> float:
 
     relay = signalling(stack, bare_workflow_id)
     started = time.perf_counter()
-    async with bare_worker(stack, relay):
-        await asyncio.gather(*(bare_handle(stack, a).result() for a in ids))
-    return count / (time.perf_counter() - started)
+    with CpuMeter(stack.servers) as cpu:
+        async with bare_worker(stack, relay):
+            await asyncio.gather(*(bare_handle(stack, a).result() for a in ids))
+    return count / (time.perf_counter() - started), cpu.seconds

@@ -132,6 +132,11 @@ class EmbeddedTemporal:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks account for its CPU)."""
+        return None if self._process is None else self._process.pid
+
     def command(self) -> list[str]:
         """The `temporal server start-dev` command line."""
         args = [

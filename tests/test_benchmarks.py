@@ -11,13 +11,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from temporalio.client import Client
 
-from benchmarks.harness import Report
+from benchmarks.harness import CpuMeter, Report
 from benchmarks.history import Shape, flat_in_rows
 from benchmarks.runner import BENCHMARKS, run_benchmark
 from benchmarks.stack import Stack, stack_on
@@ -60,6 +61,21 @@ async def test_throughput_drains_every_deletion_of_both_workflows(stack: Stack) 
     )
     deleted = await stack.pool.fetchval("select count(*) from accounts where status = 'deleted'")
     assert deleted == line["deletions"] * line["runs"]
+    assert line["cpu_s_per_deletion"]["saga"]["benchmark"] > 0
+
+
+def test_the_cpu_meter_counts_a_servers_children() -> None:
+    """Where a round's CPU went: a server's work is mostly done by its children (PostgreSQL)."""
+    burn = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(range(10**7))'])"
+    server = subprocess.Popen([sys.executable, "-c", f"import time; {burn}; time.sleep(30)"])
+    try:
+        with CpuMeter({"server": server.pid}) as meter:
+            time.sleep(2)
+    finally:
+        server.kill()
+        server.wait()
+    assert meter.seconds["server"] >= 0.1
+    assert meter.seconds["benchmark"] < meter.seconds["server"]
 
 
 async def test_latency_times_each_deletion_from_acceptance_to_release(stack: Stack) -> None:
