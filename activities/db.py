@@ -29,10 +29,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Releases a connection to the pool without the default reset query.
+
+    asyncpg's default sends `RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()` on
+    every release: a round trip per activity for state this product never creates (it sets
+    no session settings, listens to nothing, holds no cursors outside transactions and takes
+    advisory locks only for a transaction). A transaction left open is still rolled back:
+    the pool does that before calling this.
+    """
+
+
 async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     """One pool per process, opened at start-up and closed at shutdown."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=60
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=60,
     )
     assert pool is not None
     return pool

@@ -11,7 +11,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from activities.db import MIGRATIONS_DIR, MigrationChecksumMismatch, load_migrations, migrate
+from activities.db import (
+    MIGRATIONS_DIR,
+    MigrationChecksumMismatch,
+    create_pool,
+    load_migrations,
+    migrate,
+)
 from tests.conftest import _dsn_for
 
 
@@ -82,3 +88,28 @@ async def test_a_failing_migration_applies_nothing(empty_database_url: str, tmp_
         assert tables == 0
     finally:
         await conn.close()
+
+
+async def test_a_connection_left_in_a_transaction_returns_to_the_pool_rolled_back(
+    database_url: str,
+) -> None:
+    """The pool skips asyncpg's reset query (no session state here), not the rollback."""
+    pool = await create_pool(database_url, max_size=1)
+    account_id = f"left-open-{uuid.uuid4().hex[:8]}"
+    try:
+        async with pool.acquire() as conn:
+            left_open = conn.transaction()
+            await left_open.start()
+            await conn.execute(
+                "insert into audit_events (account_id, workflow_id, kind, detail)"
+                " values ($1, 'none', 'probe', '{}')",
+                account_id,
+            )
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            rows = await conn.fetchval(
+                "select count(*) from audit_events where account_id = $1", account_id
+            )
+        assert rows == 0
+    finally:
+        await pool.close()
