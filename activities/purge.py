@@ -7,6 +7,9 @@ no work; the heartbeat carries the table the purge had reached, so a retry resum
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -19,11 +22,23 @@ PURGE_REFUSED = "PurgeRefused"
 UNKNOWN_PRODUCT = "UnknownProduct"
 PURGE_INCOMPLETE = "PurgeIncomplete"
 
+HEARTBEAT_AFTER = timedelta(seconds=1)
+"""A purge heartbeats once it has run this long (and at most a quarter of its heartbeat
+timeout). Each heartbeat is a write to Temporal's persistence: the usual account, each table
+done in a batch or two, finishes sooner and sends none; its retry redoes under a second."""
+
 
 class PurgeActivities:
-    def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 5000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        batch_size: int = 5000,
+        heartbeat_after: timedelta = HEARTBEAT_AFTER,
+    ) -> None:
         self._pool = pool
         self._batch_size = batch_size
+        self._heartbeat_after = heartbeat_after
 
     @activity.defn
     async def list_products(self) -> list[str]:
@@ -37,6 +52,7 @@ class PurgeActivities:
             raise ApplicationError(
                 f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
             )
+        beat = _Heartbeat(self._heartbeat_after)
         if await self._already_completed(request):
             return await self._complete(request, product)
         await self._refuse_if_held(request)
@@ -53,7 +69,7 @@ class PurgeActivities:
         for _ in range(3):
             for index, table in enumerate(product.tables):
                 if index >= start:
-                    await self._purge_table(request, table, index)
+                    await self._purge_table(request, table, index, beat)
             left = await self._probe(product, request.account_id)
             if not left:
                 return await self._complete(request, product)
@@ -100,7 +116,9 @@ class PurgeActivities:
                 non_retryable=True,
             )
 
-    async def _purge_table(self, request: PurgeProductInput, table: TablePurge, index: int) -> None:
+    async def _purge_table(
+        self, request: PurgeProductInput, table: TablePurge, index: int, beat: _Heartbeat
+    ) -> None:
         last: object = None  # the last key purged: the next batch starts after it
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -131,7 +149,7 @@ class PurgeActivities:
                         table.method.value,
                         rows,
                     )
-            activity.heartbeat(index)
+            beat(index)
             if rows < self._batch_size:
                 return
 
@@ -188,3 +206,17 @@ class PurgeActivities:
                 )
         activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
         return receipt
+
+
+class _Heartbeat:
+    """Heartbeats the table reached, once the attempt has run past its quiet start."""
+
+    def __init__(self, quiet: timedelta) -> None:
+        timeout = activity.info().heartbeat_timeout
+        if timeout is not None:
+            quiet = min(quiet, timeout / 4)
+        self._from = time.monotonic() + quiet.total_seconds()
+
+    def __call__(self, table_index: int) -> None:
+        if time.monotonic() >= self._from:
+            activity.heartbeat(table_index)

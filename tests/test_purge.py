@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -189,11 +189,13 @@ async def purge(
     *,
     batch_size: int = 5000,
     env: ActivityEnvironment | None = None,
+    heartbeat_after: timedelta = timedelta(0),
 ) -> ProductReceipt:
+    """Heartbeats after every batch unless told otherwise: the tests crash it at heartbeats."""
     request = PurgeProductInput(
         account_id=account_id, workflow_id=workflow_id_for(account_id), product=product
     )
-    activities = PurgeActivities(pool, batch_size=batch_size)
+    activities = PurgeActivities(pool, batch_size=batch_size, heartbeat_after=heartbeat_after)
     return await (env or _env()).run(activities.purge_product, request)
 
 
@@ -341,6 +343,43 @@ async def test_a_resumed_purge_goes_back_to_a_passed_table_that_still_holds_rows
     assert receipt.verified_clean
     assert await _count(pool, "elastic_ips", account_id) == 0
     assert await _count(pool, "load_balancers", account_id) == 0
+
+
+async def test_a_short_purge_sends_no_heartbeat(pool: asyncpg.Pool) -> None:
+    """Each heartbeat is a write to Temporal's persistence: an account purged in well under a
+    second (each table in a batch or two) costs none; its retry would redo that second."""
+    account_id = await _account(pool)
+    seeded = (await seed_every_table(pool, account_id, n=4))["networking"]
+    heartbeats: list[int] = []
+
+    receipt = await purge(
+        pool,
+        account_id,
+        "networking",
+        batch_size=3,
+        env=_env(heartbeats=heartbeats),
+        heartbeat_after=timedelta(minutes=5),
+    )
+
+    assert heartbeats == []
+    assert _rows(receipt) == seeded
+
+
+async def test_a_purge_heartbeats_within_a_quarter_of_its_heartbeat_timeout(
+    pool: asyncpg.Pool,
+) -> None:
+    account_id = await _account(pool)
+    await seed_every_table(pool, account_id, n=4)
+    heartbeats: list[int] = []
+    env = _env(heartbeats=heartbeats)
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(milliseconds=4))
+
+    await purge(
+        pool, account_id, "networking", batch_size=1, env=env, heartbeat_after=timedelta(hours=1)
+    )
+
+    assert heartbeats, "no heartbeat though the quiet start exceeded the heartbeat timeout"
+    assert heartbeats[-1] == 1
 
 
 async def test_a_resumed_purge_does_not_revisit_tables_already_done(pool: asyncpg.Pool) -> None:
