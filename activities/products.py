@@ -75,13 +75,15 @@ class TablePurge:
 
     @property
     def batch_sql(self) -> str:
-        """Purges the first $2 rows of account $1 in key order: one row, `rows` and `last` (the
-        last key purged, where the next batch starts)."""
+        """Purges the first $2 rows of account $1 in key order and adds their count to the
+        account's `purge_progress` row of product $3, table $4, method $5, in one statement
+        (one transaction: counted if and only if purged). One row: `rows` and `last` (the last
+        key purged, where the next batch starts)."""
         return self._batch(after_last=False)
 
     @property
     def next_batch_sql(self) -> str:
-        """Purges the next $2 rows of account $1, those with a key above $3."""
+        """The same for the next $2 rows, those with a key above $6."""
         return self._batch(after_last=True)
 
     def _batch(self, *, after_last: bool) -> str:
@@ -89,7 +91,7 @@ class TablePurge:
         # $2-th row after it, purged with one range scan of the (account_id, key) index. It
         # never walks the entries of rows already purged (dead until vacuumed), so the
         # thousandth batch costs what the first did.
-        rows = f"{self._remaining} and {self.key} > $3" if after_last else self._remaining
+        rows = f"{self._remaining} and {self.key} > $6" if after_last else self._remaining
         bound = (
             f"select {self.key} as upper from (select {self.key} from {self.table} "
             f"where {rows} order by {self.key} limit $2) chosen order by {self.key} desc limit 1"
@@ -100,9 +102,18 @@ class TablePurge:
         else:
             cleared = ", ".join(f"{column} = null" for column in self.cleared)
             change = f"update {self.table} set {cleared}, anonymised_at = now() {in_range}"
+        # A data-modifying CTE runs to completion whether or not the query reads it.
+        counted = (
+            "insert into purge_progress (account_id, product, table_name, method, rows, batches)"
+            " select $1, $3::text, $4::text, $5::text, n, 1 from tally where n > 0"
+            " on conflict (account_id, product, table_name) do update"
+            " set rows = purge_progress.rows + excluded.rows,"
+            " batches = purge_progress.batches + 1, updated_at = now()"
+        )
         return (
-            f"with bound as ({bound}), purged as ({change} returning 1) "
-            "select (select count(*) from purged) as rows, (select upper from bound) as last"
+            f"with bound as ({bound}), purged as ({change} returning 1), "
+            f"tally as (select count(*) as n from purged), counted as ({counted}) "
+            "select (select n from tally) as rows, (select upper from bound) as last"
         )
 
     @property
@@ -124,6 +135,13 @@ class Product:
     tables: tuple[TablePurge, ...]
     """In purge order: children before the rows they reference."""
     live: tuple[LiveResource, ...] = field(default=())
+
+    @property
+    def probe_sql(self) -> str:
+        """Every table's probe for account $1 in one statement (one snapshot, one round trip):
+        one row, a count per table, named by the table."""
+        counts = ", ".join(f"({table.probe_sql}) as {table.table}" for table in self.tables)
+        return f"select {counts}"
 
 
 PRODUCTS: tuple[Product, ...] = (

@@ -53,9 +53,16 @@ class PurgeActivities:
                 f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
             )
         beat = _Heartbeat(self._heartbeat_after)
-        if await self._already_completed(request):
+        completed, hold = await self._standing(request)
+        if completed:
+            # A retry after success returns the recorded receipt, even if a hold came since.
             return await self._complete(request, product)
-        await self._refuse_if_held(request)
+        if hold is not None:
+            raise ApplicationError(
+                f"{request.product} refuses to purge: {hold}",
+                type=PURGE_REFUSED,
+                non_retryable=True,
+            )
         details = activity.info().heartbeat_details
         start = int(details[0]) if details else 0
         if start:
@@ -83,72 +90,45 @@ class PurgeActivities:
 
     async def _probe(self, product: Product, account_id: str) -> dict[str, int]:
         """Read-only: what of the account is still in the product's tables."""
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            counts = {
-                table.table: int(await conn.fetchval(table.probe_sql, account_id))
-                for table in product.tables
-            }
-        return {name: count for name, count in counts.items() if count}
+        counts = await self._pool.fetchrow(product.probe_sql, account_id)
+        assert counts is not None
+        return {name: int(count) for name, count in counts.items() if count}
 
-    async def _already_completed(self, request: PurgeProductInput) -> bool:
-        """A retry after success returns the recorded receipt, even if a hold came since."""
-        found = await self._pool.fetchval(
-            "select 1 from product_purges where account_id = $1 and product = $2",
-            request.account_id,
-            request.product,
-        )
-        return found is not None
-
-    async def _refuse_if_held(self, request: PurgeProductInput) -> None:
-        reason = await self._pool.fetchval(
+    async def _standing(self, request: PurgeProductInput) -> tuple[bool, str | None]:
+        """Whether the product's purge already completed, and the reason of a hold on it."""
+        row = await self._pool.fetchrow(
             """
-            select reason from legal_holds
-            where account_id = $1 and product = $2 and lifted_at is null
-            order by placed_at limit 1
+            select exists (
+                       select 1 from product_purges where account_id = $1 and product = $2
+                   ) as completed,
+                   (select reason from legal_holds
+                    where account_id = $1 and product = $2 and lifted_at is null
+                    order by placed_at limit 1) as hold
             """,
             request.account_id,
             request.product,
         )
-        if reason is not None:
-            raise ApplicationError(
-                f"{request.product} refuses to purge: {reason}",
-                type=PURGE_REFUSED,
-                non_retryable=True,
-            )
+        assert row is not None
+        return bool(row["completed"]), row["hold"]
 
     async def _purge_table(
         self, request: PurgeProductInput, table: TablePurge, index: int, beat: _Heartbeat
     ) -> None:
         last: object = None  # the last key purged: the next batch starts after it
+        progress = (request.product, table.table, table.method.value)
         while True:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if last is None:
-                    batch = await conn.fetchrow(
-                        table.batch_sql, request.account_id, self._batch_size
-                    )
-                else:
-                    batch = await conn.fetchrow(
-                        table.next_batch_sql, request.account_id, self._batch_size, last
-                    )
-                assert batch is not None
-                rows = int(batch["rows"])
-                if rows:
-                    last = batch["last"]
-                    await conn.execute(
-                        """
-                        insert into purge_progress
-                            (account_id, product, table_name, method, rows, batches)
-                        values ($1, $2, $3, $4, $5, 1)
-                        on conflict (account_id, product, table_name) do update
-                            set rows = purge_progress.rows + excluded.rows,
-                                batches = purge_progress.batches + 1, updated_at = now()
-                        """,
-                        request.account_id,
-                        request.product,
-                        table.table,
-                        table.method.value,
-                        rows,
-                    )
+            if last is None:
+                batch = await self._pool.fetchrow(
+                    table.batch_sql, request.account_id, self._batch_size, *progress
+                )
+            else:
+                batch = await self._pool.fetchrow(
+                    table.next_batch_sql, request.account_id, self._batch_size, *progress, last
+                )
+            assert batch is not None
+            rows = int(batch["rows"])
+            if rows:
+                last = batch["last"]
             beat(index)
             if rows < self._batch_size:
                 return

@@ -183,25 +183,37 @@ async def test_every_composed_statement_is_valid_sql_for_the_schema(pool: asyncp
         for product in PRODUCTS:
             for table in product.tables:
                 first = await conn.prepare(table.batch_sql)
-                assert [t.name for t in first.get_parameters()] == ["text", "int8"], table.table
+                parameters = [t.name for t in first.get_parameters()]
+                assert parameters == ["text", "int8", "text", "text", "text"], table.table
                 assert [a.name for a in first.get_attributes()] == ["rows", "last"]
-                nothing = await first.fetchrow(account.account_id, 100)
+                progress = (product.name, table.table, table.method.value)
+                nothing = await first.fetchrow(account.account_id, 100, *progress)
                 assert nothing is not None and (nothing["rows"], nothing["last"]) == (0, None)
                 following = await conn.prepare(table.next_batch_sql)
-                key_type = [t.name for t in following.get_parameters()][2]
+                key_type = [t.name for t in following.get_parameters()][5]
                 assert key_type == first.get_attributes()[1].type.name, table.table
                 statements += 1
                 probe = await conn.prepare(table.probe_sql)
                 assert [t.name for t in probe.get_parameters()] == ["text"], table.table
                 assert await probe.fetchval(account.account_id) == 0
                 statements += 2
+            probe_all = await conn.prepare(product.probe_sql)
+            assert [t.name for t in probe_all.get_parameters()] == ["text"], product.name
+            assert [a.name for a in probe_all.get_attributes()] == [t.table for t in product.tables]
+            found = await probe_all.fetchrow(account.account_id)
+            assert found is not None and set(found.values()) == {0}
+            statements += 1
             for live in product.live:
                 find = await conn.prepare(live.find_sql)
                 assert [t.name for t in find.get_parameters()] == ["text", "text[]"], live.table
                 assert [a.name for a in find.get_attributes()] == ["label", "state"]
                 assert await find.fetch(account.account_id, list(live.live_states)) == []
                 statements += 1
-    assert statements == 3 * len(declared_tables()) + sum(len(p.live) for p in PRODUCTS)
+        uncounted = await conn.fetchval(
+            "select count(*) from purge_progress where account_id = $1", account.account_id
+        )
+        assert uncounted == 0, "a batch that purged nothing wrote a progress row"
+    assert statements == 3 * len(declared_tables()) + sum(1 + len(p.live) for p in PRODUCTS)
 
 
 def test_declarations_refuse_what_is_not_a_plain_identifier_or_an_incoherent_method() -> None:
