@@ -3,12 +3,6 @@
 Exactly once in effect: each batch is deleted (or anonymised) in the same transaction that
 adds its row count to `purge_progress`, so a crash at any point loses no count and repeats
 no work; the heartbeat carries the table the purge had reached, so a retry resumes there.
-
-A table's batches after its first (only large tables have them) commit without waiting for
-their write-ahead log to reach the disk (`synchronous_commit` off): a PostgreSQL crash may undo
-the last fraction of a second of them, rows and counts together, and the resumed purge deletes
-those rows again (its probe finds them). The completion record commits synchronously, which
-flushes every batch before it: nothing is reported done that a crash could undo.
 """
 
 from __future__ import annotations
@@ -128,11 +122,9 @@ class PurgeActivities:
                     table.batch_sql, request.account_id, self._batch_size, *progress
                 )
             else:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await conn.execute("set local synchronous_commit to off")
-                    batch = await conn.fetchrow(
-                        table.next_batch_sql, request.account_id, self._batch_size, *progress, last
-                    )
+                batch = await self._pool.fetchrow(
+                    table.next_batch_sql, request.account_id, self._batch_size, *progress, last
+                )
             assert batch is not None
             rows = int(batch["rows"])
             if rows:

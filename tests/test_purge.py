@@ -494,39 +494,6 @@ async def test_counts_stay_exact_across_crashes_at_every_batch(pool: asyncpg.Poo
     assert batches == 16 + 2, "each batch that removed rows counted once: 400 / 25, 25 + 15"
 
 
-async def test_only_later_batches_commit_without_waiting_for_the_disk(pool: asyncpg.Pool) -> None:
-    """A crash may undo an unflushed batch (rows and count together: it is purged again), but
-    never the completion record: it commits synchronously, flushing every batch before it."""
-    account_id = await _account(pool)
-    seeded = (await seed_every_table(pool, account_id, n=10))["dns"]
-    await pool.execute(
-        """
-        create table commit_modes (written text, rows bigint, mode text);
-        create function note_commit_mode() returns trigger language plpgsql as $$
-        begin
-            insert into commit_modes values (
-                tg_table_name, (to_jsonb(new) ->> 'rows')::bigint,
-                current_setting('synchronous_commit'));
-            return new;
-        end;
-        $$;
-        create trigger note_commit_mode after insert or update on purge_progress
-            for each row execute function note_commit_mode();
-        create trigger note_commit_mode after insert on product_purges
-            for each row execute function note_commit_mode();
-        """
-    )
-
-    receipt = await purge(pool, account_id, "dns", batch_size=4)
-
-    assert _rows(receipt) == seeded == {"dns_records": 10, "dns_zones": 10}
-    modes = [tuple(r) for r in await pool.fetch("select * from commit_modes")]
-    first_batch, later_batch = ("purge_progress", 4, "on"), ("purge_progress", 8, "off")
-    assert modes.count(first_batch) == 2, modes  # each table's first batch
-    assert modes.count(later_batch) == 2 and ("purge_progress", 10, "off") in modes, modes
-    assert modes[-1] == ("product_purges", None, "on"), modes
-
-
 async def test_a_batch_that_fails_before_commit_neither_deletes_nor_counts(
     pool: asyncpg.Pool,
 ) -> None:
