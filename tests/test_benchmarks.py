@@ -108,23 +108,25 @@ async def test_the_bare_workflow_keeps_the_sagas_shape(stack: Stack) -> None:
     assert "the bare workflow no longer has the saga's shape" not in str(line)
 
 
-def test_only_workflow_tasks_may_vary_with_rows_at_most_one_per_product() -> None:
-    together = Shape(events=100, activities=17, local_activities=6, workflow_tasks=11, signals=1)
-    apart = Shape(events=118, activities=17, local_activities=6, workflow_tasks=17, signals=1)
-    assert flat_in_rows([together, apart], products=6)
+def test_only_workflow_tasks_may_vary_with_rows_at_most_one_per_waking_event() -> None:
+    together = Shape(events=103, activities=17, local_activities=6, workflow_tasks=12, signals=1)
+    apart = Shape(events=124, activities=17, local_activities=6, workflow_tasks=19, signals=1)
+    assert together.other_events == apart.other_events == 67
+    assert apart.wakeups == 19
+    assert flat_in_rows([together, apart])
 
-    more_tasks_than_products = Shape(
-        events=121, activities=17, local_activities=6, workflow_tasks=18, signals=1
+    more_tasks_than_wakeups = Shape(
+        events=127, activities=17, local_activities=6, workflow_tasks=20, signals=1
     )
-    assert not flat_in_rows([together, more_tasks_than_products], products=6)
+    assert not flat_in_rows([together, more_tasks_than_wakeups])
     batch_per_activity = Shape(
-        events=103, activities=18, local_activities=6, workflow_tasks=11, signals=1
+        events=106, activities=18, local_activities=6, workflow_tasks=12, signals=1
     )
-    assert not flat_in_rows([together, batch_per_activity], products=6)
+    assert not flat_in_rows([together, batch_per_activity])
     recorded_progress = Shape(
-        events=101, activities=17, local_activities=6, workflow_tasks=11, signals=1
+        events=104, activities=17, local_activities=6, workflow_tasks=12, signals=1
     )
-    assert not flat_in_rows([together, recorded_progress], products=6)
+    assert not flat_in_rows([together, recorded_progress])
 
 
 async def test_waiting_runs_are_held_by_a_worker_process(stack: Stack) -> None:
