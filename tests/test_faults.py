@@ -63,7 +63,11 @@ logger = logging.getLogger(__name__)
 
 DELETIONS = 20
 OBJECTS, RECORDS, ACCESS_LOGS = 1_500, 800, 700
-"""Residual rows of each account: with batches of 100 the purges take seconds, not moments."""
+"""Residual rows of each account: with batches of PURGE_BATCH_SIZE the purges take seconds,
+not moments, so that faults land inside them."""
+PURGE_BATCH_SIZE = 10
+"""Since a batch is one statement, batches of 100 went so fast that a kill meant for the middle
+of the purges landed after their end (the third kill of a CI run on d94d26c)."""
 
 POLICY = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
 """A purge whose worker died is retried after 3 s instead of 30."""
@@ -112,7 +116,7 @@ def worker_env(
         "DATABASE_URL": database_url,
         "NOTIFIER": "webhook",
         "NOTIFY_WEBHOOK_URL": gateway.url,
-        "PURGE_BATCH_SIZE": "100",
+        "PURGE_BATCH_SIZE": str(PURGE_BATCH_SIZE),
         "WORKER_SHUTDOWN_SECONDS": "2",
         "LOG_FORMAT": "json",
     }
