@@ -19,7 +19,7 @@ from temporalio.client import Client
 from activities.db import create_pool, migrate
 from starter.codec import data_converter_for_keys
 from starter.config import Settings
-from starter.embedded import EmbeddedPostgres, EmbeddedTemporal
+from starter.embedded import EmbeddedPostgres, EmbeddedTemporal, postmaster_pid
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ async def embedded_stack(directory: Path) -> AsyncIterator[Stack]:
                 payload_keys=new_payload_keys(),
                 task_queue="benchmark",
             ) as stack:
-                servers = {"temporal": temporal.pid, "postgres": _postmaster_pid(postgres)}
+                servers = {"temporal": temporal.pid, "postgres": postmaster_pid(postgres.directory)}
                 yield replace(
                     stack, servers={name: pid for name, pid in servers.items() if pid is not None}
                 )
@@ -115,9 +115,3 @@ async def embedded_stack(directory: Path) -> AsyncIterator[Stack]:
             await asyncio.to_thread(postgres.stop)
     finally:
         await asyncio.to_thread(temporal.stop)
-
-
-def _postmaster_pid(postgres: EmbeddedPostgres) -> int | None:
-    pid_file = postgres.directory / "postmaster.pid"
-    first = pid_file.read_text().split("\n", 1)[0].strip() if pid_file.exists() else ""
-    return int(first) if first.isdigit() else None

@@ -199,8 +199,8 @@ class EmbeddedTemporal:
         self._process = None
 
 
-def embedded_socket_dir(pgdata: Path) -> Path | None:
-    """Where a running embedded PostgreSQL listens, from its postmaster.pid (None if down)."""
+def _running_postmaster(pgdata: Path) -> list[str] | None:
+    """The lines of a running PostgreSQL's postmaster.pid (None if down)."""
     import psutil
 
     pid_file = pgdata / "postmaster.pid"
@@ -210,7 +210,19 @@ def embedded_socket_dir(pgdata: Path) -> Path | None:
         return None
     if len(lines) < 5 or not lines[0].strip().isdigit() or not psutil.pid_exists(int(lines[0])):
         return None
-    return Path(lines[4].strip())
+    return lines
+
+
+def embedded_socket_dir(pgdata: Path) -> Path | None:
+    """Where a running embedded PostgreSQL listens, from its postmaster.pid (None if down)."""
+    lines = _running_postmaster(pgdata)
+    return None if lines is None else Path(lines[4].strip())
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The process id of a running embedded PostgreSQL's postmaster (None if down)."""
+    lines = _running_postmaster(pgdata)
+    return None if lines is None else int(lines[0])
 
 
 def embedded_defaults(settings: Settings) -> Settings:
