@@ -18,7 +18,8 @@ COPY . /app
 # The bytecode is compiled here, while /app is writable: the workflow sandbox imports the
 # workflow module again for every run, and without bytecode each import compiles it anew.
 RUN pip install -e /app \
-    && python -m compileall -q /app/workflows /app/activities /app/starter /app/worker.py
+    && python -m compileall -q /app/contract /app/core /app/store /app/accounts /app/registry \
+        /app/activities /app/workflows /app/starter /app/demo /app/service /app/worker.py
 
 USER app
 

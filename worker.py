@@ -21,7 +21,7 @@ from activities.notify import LogNotifier, NotificationActivities, Notifier, Web
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
-from starter.config import ConfigurationError, Settings
+from core.config import ConfigurationError, Settings
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -98,9 +98,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     The SDK runtime is made once per process: it serves the SDK's Prometheus metrics on
     WORKER_METRICS_ADDRESS and forwards Core's log lines to Python logging.
     """
-    from activities.db import create_pool
+    from core.observability import metrics_bind_address, sdk_runtime
     from starter.client import connect
-    from starter.observability import metrics_bind_address, sdk_runtime
+    from store.db import create_pool
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
@@ -129,7 +129,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    from starter.observability import configure_logging
+    from core.observability import configure_logging
 
     settings = Settings()
     configure_logging(settings)

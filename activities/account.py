@@ -9,32 +9,12 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import Connection
 from activities.notify import contact_channel, record_outgoing
-from activities.products import PRODUCTS
-from workflows.models import (
-    AccountRef,
-    DeletionReceipt,
-    FinalizeInput,
-    ProgressRecord,
-    Stage,
-)
-
-ACCOUNT_MISSING = "AccountMissing"
-PURGES_UNFINISHED = "PurgesUnfinished"
-
-
-async def audit(
-    conn: Connection, account_id: str, workflow_id: str, kind: str, **detail: object
-) -> None:
-    """Appends to the audit trail; `detail` holds ids, counts and stages, never PII."""
-    await conn.execute(
-        "insert into audit_events (account_id, workflow_id, kind, detail) values ($1, $2, $3, $4)",
-        account_id,
-        workflow_id,
-        kind,
-        detail,
-    )
+from contract.errors import ACCOUNT_MISSING, PURGES_UNFINISHED
+from contract.models import AccountRef, DeletionReceipt, FinalizeInput, ProgressRecord
+from contract.stages import Stage
+from registry.products import PRODUCTS
+from store.audit import audit
 
 
 class AccountActivities:

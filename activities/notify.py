@@ -16,9 +16,10 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import Connection
-from activities.identifiers import mask_email, mask_phone
-from workflows.models import DeliverNotificationInput
+from accounts.identifiers import mask_email, mask_phone
+from contract.errors import UNKNOWN_NOTIFICATION
+from contract.models import DeliverNotificationInput
+from store.db import Connection
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,6 @@ class LogNotifier:
             f"\n[dev inbox]   {message.body}\n\n"
         )
         stream.flush()
-
-
-UNKNOWN_NOTIFICATION = "UnknownNotification"
 
 
 class DeliveryFailed(Exception):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from activities.db import Connection
-from activities.products import PRODUCTS
-from workflows.models import AccountRef, PendingTask, PrerequisiteReport, TaskCategory
+from contract.models import AccountRef, PendingTask, PrerequisiteReport, TaskCategory
+from registry.products import PRODUCTS
+from store.db import Connection
 
 
 def _money(cents: int, currency: str) -> str:

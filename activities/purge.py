@@ -14,13 +14,10 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.account import audit
-from activities.products import PRODUCTS, PRODUCTS_BY_NAME, Product, TablePurge
-from workflows.models import ProductReceipt, PurgeProductInput, TableReceipt
-
-PURGE_REFUSED = "PurgeRefused"
-UNKNOWN_PRODUCT = "UnknownProduct"
-PURGE_INCOMPLETE = "PurgeIncomplete"
+from contract.errors import PURGE_INCOMPLETE, PURGE_REFUSED, UNKNOWN_PRODUCT
+from contract.models import ProductReceipt, PurgeProductInput, TableReceipt
+from registry.products import PRODUCTS, PRODUCTS_BY_NAME, Product, TablePurge
+from store.audit import audit
 
 HEARTBEAT_AFTER = timedelta(seconds=1)
 """A purge heartbeats once it has run this long (and at most a quarter of its heartbeat

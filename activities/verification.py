@@ -13,7 +13,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import Connection
 from activities.notify import (
     Message,
     Notifier,
@@ -22,12 +21,10 @@ from activities.notify import (
     masked,
     record_outgoing,
 )
-from workflows.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
-from workflows.models import VerificationOutcome as Outcome
-
-ACCOUNT_NOT_ACTIVE = "AccountNotActive"
-NO_CONTACT = "NoContactChannel"
-UNKNOWN_CHALLENGE = "UnknownChallenge"
+from contract.errors import ACCOUNT_NOT_ACTIVE, NO_CONTACT, UNKNOWN_CHALLENGE
+from contract.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
+from contract.models import VerificationOutcome as Outcome
+from store.db import Connection
 
 
 def hash_code(code: str, salt: bytes, challenge_id: str) -> bytes:

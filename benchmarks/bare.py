@@ -20,8 +20,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.products import PRODUCTS
-    from workflows.models import CodeCheck, SubmitCodeInput, VerificationOutcome
+    from contract.models import CodeCheck, SubmitCodeInput, VerificationOutcome
+    from registry.products import PRODUCTS
 
 BARE_CODE = "424242"
 

@@ -22,9 +22,10 @@ from temporalio.worker import Worker
 from activities.notify import Message
 from benchmarks.bare import BareActivities, BareDeletion, BareResult
 from benchmarks.stack import Stack
+from contract.models import DeletionReceipt, SubmitCodeInput
+from contract.names import workflow_id_for
 from worker import build_worker, cache_bytecode
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionReceipt, SubmitCodeInput, workflow_id_for
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 BARE_TASK_QUEUE_SUFFIX = "-bare"

@@ -29,8 +29,9 @@ from benchmarks.harness import (
 )
 from benchmarks.seed import seed_account
 from benchmarks.stack import Stack
+from contract.names import workflow_id_for
+from contract.stages import Stage
 from starter.client import DeletionClient
-from workflows.models import Stage, workflow_id_for
 
 TARGET_RATIO = 1.5
 EVENTS_PER_WORKFLOW_TASK = 3

@@ -27,9 +27,10 @@ from benchmarks.harness import (
 )
 from benchmarks.seed import seed_account
 from benchmarks.stack import Stack
+from contract.models import SubmitCodeInput, VerificationOutcome
+from contract.stages import Stage
 from starter.client import DeletionClient
 from workflows.account_deletion import AccountDeletion
-from workflows.models import Stage, SubmitCodeInput, VerificationOutcome
 
 TARGET = 1.5
 

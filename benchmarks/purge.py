@@ -18,12 +18,13 @@ from datetime import datetime
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 
-from activities.products import PRODUCTS, PurgeMethod
 from benchmarks.harness import Report, median, saga_handle, saga_worker, signalling
 from benchmarks.seed import RESOURCE_PRODUCTS, seed_account
 from benchmarks.stack import Stack
+from contract.names import workflow_id_for
+from contract.stages import Stage
+from registry.products import PRODUCTS, PurgeMethod
 from starter.client import DeletionClient
-from workflows.models import Stage, workflow_id_for
 
 TARGET_RATIO = 0.8
 LOCK_LIMIT_S = 1.0

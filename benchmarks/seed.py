@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from activities.registration import IdentifierTaken, RegistrationRequest, register_account
+from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 
 RESOURCE_PRODUCTS = ("object_storage", "dns", "cdn", "compute", "databases", "networking")
 """The products that hold a customer's resources, largest tables first."""

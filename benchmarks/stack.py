@@ -16,10 +16,10 @@ import asyncpg
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.db import create_pool, migrate
-from starter.codec import data_converter_for_keys
-from starter.config import Settings
-from starter.embedded import EmbeddedPostgres, EmbeddedTemporal, postmaster_pid
+from core.codec import data_converter_for_keys
+from core.config import Settings
+from service.embedded import EmbeddedPostgres, EmbeddedTemporal, postmaster_pid
+from store.db import create_pool, migrate
 
 
 @dataclass(frozen=True)

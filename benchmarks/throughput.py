@@ -28,8 +28,9 @@ from benchmarks.harness import (
 )
 from benchmarks.seed import seed_accounts
 from benchmarks.stack import Stack
+from contract.names import workflow_id_for
+from contract.stages import Stage
 from starter.client import DeletionClient
-from workflows.models import Stage, workflow_id_for
 
 TARGET = 0.9
 

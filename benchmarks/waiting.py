@@ -21,8 +21,8 @@ import psutil
 from benchmarks.harness import Report
 from benchmarks.seed import seed_accounts
 from benchmarks.stack import Stack
+from contract.names import workflow_id_for
 from starter.client import DeletionClient
-from workflows.models import workflow_id_for
 
 TARGET_MIB = 1024
 REPO_ROOT = Path(__file__).resolve().parent.parent

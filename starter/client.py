@@ -27,13 +27,7 @@ from temporalio.common import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.products import PRODUCTS
-from starter.codec import data_converter
-from starter.config import ConfigurationError, Settings
-from workflows.account_deletion import AccountDeletion
-from workflows.models import (
-    ACCOUNT_ID,
-    DELETION_STAGE,
+from contract.models import (
     CancelInput,
     CodeCheck,
     DeletionPolicy,
@@ -46,10 +40,14 @@ from workflows.models import (
     RecheckInput,
     ResendCodeInput,
     RetryPurgesInput,
-    Stage,
     SubmitCodeInput,
-    workflow_id_for,
 )
+from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
+from contract.stages import Stage
+from core.codec import data_converter
+from core.config import ConfigurationError, Settings
+from registry.products import PRODUCTS
+from workflows.account_deletion import AccountDeletion
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:

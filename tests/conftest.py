@@ -17,9 +17,9 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
-from activities.db import create_pool, migrate
-from starter.codec import data_converter_for_keys
-from starter.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, installed_binary
+from core.codec import data_converter_for_keys
+from service.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, installed_binary
+from store.db import create_pool, migrate
 
 TEMPLATE_DATABASE = "account_deletion_test_template"
 

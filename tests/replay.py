@@ -16,9 +16,9 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from starter.codec import KEY_ID_METADATA, EncryptionCodec
+from contract.names import WORKFLOW_TYPE
+from core.codec import KEY_ID_METADATA, EncryptionCodec
 from workflows.account_deletion import AccountDeletion
-from workflows.models import WORKFLOW_TYPE
 
 ACCOUNT_DELETIONS = f"WorkflowType='{WORKFLOW_TYPE}'"
 

@@ -19,19 +19,15 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from accounts.registration import RegistrationRequest, register_account
 from activities.notify import Message, Notifier
-from activities.products import PRODUCTS
-from activities.registration import RegistrationRequest, register_account
+from contract.models import DeletionPolicy, DeletionReceipt, DeletionStatus
+from contract.names import workflow_id_for
+from contract.stages import Stage
+from registry.products import PRODUCTS
 from starter.client import DeletionClient
 from worker import activities_for
 from workflows.account_deletion import AccountDeletion
-from workflows.models import (
-    DeletionPolicy,
-    DeletionReceipt,
-    DeletionStatus,
-    Stage,
-    workflow_id_for,
-)
 
 CODE = re.compile(r"\b(\d{6,8})\b")
 

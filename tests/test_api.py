@@ -9,12 +9,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.db import create_pool
-from starter.api import create_app
+from contract.stages import Stage
+from core.config import Settings
+from service.api import create_app
 from starter.client import DeletionClient
-from starter.config import Settings
+from store.db import create_pool
 from tests.support import Inbox, in_process_api, new_account, running_worker, wait_for_stage
-from workflows.models import Stage
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -37,11 +37,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.db import create_pool
-from starter.api import create_app
+from contract.models import CodeCheck, DeletionPolicy
+from contract.names import workflow_id_for
+from contract.stages import Stage
+from core.config import Settings
+from service.api import create_app
+from service.embedded import installed_binary
 from starter.client import DeletionClient
-from starter.config import Settings
-from starter.embedded import installed_binary
+from store.db import create_pool
 from tests.support import (
     Inbox,
     attach_every_prerequisite,
@@ -51,7 +54,6 @@ from tests.support import (
     table_snapshot,
     wait_for_stage,
 )
-from workflows.models import CodeCheck, DeletionPolicy, Stage, workflow_id_for
 
 pytestmark = pytest.mark.faults
 

@@ -25,12 +25,13 @@ import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
-from starter.api import create_app
+from contract.models import DeletionStatus
+from contract.stages import Stage
+from core.config import Settings
+from service.api import create_app
+from service.links import LinkSigner
 from starter.client import DeletionClient
-from starter.config import Settings
-from starter.links import LinkSigner
 from tests.support import Inbox, new_account, running_worker, wait_for_stage
-from workflows.models import DeletionStatus, Stage
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [

@@ -15,13 +15,8 @@ from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.verification import VerificationActivities, new_code
+from contract.models import CheckCodeInput, DeletionPolicy, IssueCodeInput, VerificationOutcome
 from tests.support import Inbox, new_account
-from workflows.models import (
-    CheckCodeInput,
-    DeletionPolicy,
-    IssueCodeInput,
-    VerificationOutcome,
-)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

@@ -21,9 +21,8 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from starter.api import create_app
-from starter.client import connect
-from starter.codec import (
+from contract.models import SubmitCodeInput
+from core.codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -35,12 +34,13 @@ from starter.codec import (
     main,
     parse_payload_keys,
 )
-from starter.codec_server import SESSION_COOKIE, allowed_origins
-from starter.config import ConfigurationError, Settings
-from starter.dev import _dev_payload_keys
-from starter.embedded import EmbeddedTemporal, embedded_defaults
+from core.config import ConfigurationError, Settings
+from service.api import create_app
+from service.codec_server import SESSION_COOKIE, allowed_origins
+from service.dev import _dev_payload_keys
+from service.embedded import EmbeddedTemporal, embedded_defaults
+from starter.client import connect
 from tests.support import in_process_api
-from workflows.models import SubmitCodeInput
 
 SECRET = b'{"code":"48213977","email":"jane.doe@example.com","phone":"+14155550123"}'
 OLD = PayloadKey("k1", bytes(range(32)))

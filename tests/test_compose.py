@@ -20,9 +20,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from starter.cli import build_parser
-from starter.config import Settings
-from starter.embedded import DATABASE_NAME, SEARCH_ATTRIBUTES
+from core.config import Settings
+from service.cli import build_parser
+from service.embedded import DATABASE_NAME, SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -254,8 +254,8 @@ def test_task_queue_is_the_one_the_code_uses(compose: dict[str, Any]) -> None:
         environment(services(compose)[name])["TEMPORAL_TASK_QUEUE"] for name in PRODUCT_SERVICES
     }
     assert queues == {Settings().temporal_task_queue}, queues
-    if importlib.util.find_spec("workflows.models") is not None:
-        from workflows import models
+    if importlib.util.find_spec("contract.names") is not None:
+        from contract import names as models
 
         assert queues == {models.TASK_QUEUE}, queues
 
@@ -322,7 +322,7 @@ def test_ui_talks_to_temporal_and_can_use_a_codec(compose: dict[str, Any]) -> No
 def test_payloads_are_encrypted_and_the_ui_decodes_through_the_apis_codec(
     compose: dict[str, Any],
 ) -> None:
-    from starter.codec_server import CODEC_PATH, SESSION_COOKIE
+    from service.codec_server import CODEC_PATH, SESSION_COOKIE
 
     for name in ("worker", "api"):
         keys = environment(services(compose)[name]).get("PAYLOAD_KEYS")
@@ -366,7 +366,7 @@ def test_api_listens_on_every_interface_at_the_published_port(compose: dict[str,
 
 
 def test_api_healthcheck_path_is_a_route_of_the_api(compose: dict[str, Any]) -> None:
-    from starter.api import create_app
+    from service.api import create_app
 
     app = create_app(Settings(api_token="test-token"))
     paths = {getattr(route, "path", None) for route in app.routes}

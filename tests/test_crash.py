@@ -12,6 +12,8 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from contract.models import DeletionPolicy
+from contract.stages import Stage
 from starter.client import DeletionClient
 from tests.gateway import Gateway, running_gateway
 from tests.support import (
@@ -22,7 +24,6 @@ from tests.support import (
     wait_for_stage,
     worker_process,
 )
-from workflows.models import DeletionPolicy, Stage
 
 pytestmark = pytest.mark.slow
 

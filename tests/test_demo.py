@@ -14,8 +14,14 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-import activities.demo as demo_module
-from activities.demo import (
+import demo.seed as demo_module
+from accounts.registration import RegistrationRequest, register_account
+from activities.prerequisites import PrerequisiteActivities
+from activities.purge import PurgeActivities
+from contract.errors import PURGE_REFUSED
+from contract.models import AccountRef, PurgeProductInput, TaskCategory
+from contract.names import workflow_id_for
+from demo.seed import (
     DEFAULT_SIZES,
     LEGAL_HOLD_REASON,
     SCENARIOS,
@@ -25,12 +31,8 @@ from activities.demo import (
     demo_request,
     seed_demo,
 )
-from activities.prerequisites import PrerequisiteActivities
-from activities.products import PRODUCTS
-from activities.purge import PURGE_REFUSED, PurgeActivities
-from activities.registration import RegistrationRequest, register_account
+from registry.products import PRODUCTS
 from tests.support import table_snapshot
-from workflows.models import AccountRef, PurgeProductInput, TaskCategory, workflow_id_for
 
 SMALL = DemoSizes(
     storage_objects=400, dns_records=120, cdn_access_logs=90, compute_snapshots=25, db_backups=10

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starter.embedded import installed_binary
+from service.embedded import installed_binary
 
 pytestmark = pytest.mark.slow
 

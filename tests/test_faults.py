@@ -35,10 +35,13 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from activities.db import create_pool, migrate
+from contract.models import DeletionPolicy, DeletionReceipt, SubmitCodeInput
+from contract.names import workflow_id_for
+from contract.stages import Stage
+from core.codec import data_converter_for_keys
+from service.embedded import EmbeddedPostgres, EmbeddedTemporal
 from starter.client import DeletionClient
-from starter.codec import data_converter_for_keys
-from starter.embedded import EmbeddedPostgres, EmbeddedTemporal
+from store.db import create_pool, migrate
 from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.gateway import Gateway, running_gateway
 from tests.replay import replay_every_history
@@ -49,13 +52,6 @@ from tests.support import (
     worker_process,
 )
 from workflows.account_deletion import AccountDeletion
-from workflows.models import (
-    DeletionPolicy,
-    DeletionReceipt,
-    Stage,
-    SubmitCodeInput,
-    workflow_id_for,
-)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

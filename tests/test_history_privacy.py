@@ -29,11 +29,14 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.converter import PayloadCodec
 from temporalio.worker import Replayer
 
-from starter.api import create_app
+from contract.models import DeletionReceipt, VerificationOutcome
+from contract.names import workflow_id_for
+from contract.stages import Stage
+from core.codec import PayloadKey, UnknownKeyError, data_converter_for_keys
+from core.config import Settings
+from service.api import create_app
+from service.embedded import installed_binary
 from starter.client import DeletionClient
-from starter.codec import PayloadKey, UnknownKeyError, data_converter_for_keys
-from starter.config import Settings
-from starter.embedded import installed_binary
 from tests.support import (
     Inbox,
     new_account,
@@ -42,7 +45,6 @@ from tests.support import (
     wait_for_stage,
 )
 from workflows.account_deletion import AccountDeletion
-from workflows.models import DeletionReceipt, Stage, VerificationOutcome, workflow_id_for
 
 TOKEN = "history-privacy-token-0123456789"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from activities.db import (
+from store.db import (
     MIGRATIONS_DIR,
     MigrationChecksumMismatch,
     create_pool,

@@ -19,19 +19,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from starter.api import create_app
-from starter.client import DeletionClient
-from starter.config import ConfigurationError, Settings
-from starter.observability import (
+from contract.names import workflow_id_for
+from core.config import ConfigurationError, Settings
+from core.observability import (
     UNMATCHED_ROUTE,
     JsonFormatter,
     configure_logging,
     metrics_bind_address,
 )
+from service.api import create_app
+from starter.client import DeletionClient
 from tests.conftest import REPO_ROOT
 from tests.support import Inbox, in_process_api, new_account, running_worker, start_and_receive_code
 from tests.test_processes import free_port
-from workflows.models import workflow_id_for
 
 TOKEN = "observability-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

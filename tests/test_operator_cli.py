@@ -19,10 +19,13 @@ import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowExecution
 
-from activities.demo import DemoSizes, seed_demo
-from activities.products import PRODUCTS
+from contract.models import DeletionPolicy
+from contract.names import DELETION_STAGE, workflow_id_for
+from contract.stages import Stage
+from demo.seed import DemoSizes, seed_demo
+from registry.products import PRODUCTS
+from service.embedded import installed_binary
 from starter.client import DeletionClient
-from starter.embedded import installed_binary
 from tests.support import (
     Inbox,
     attach_every_prerequisite,
@@ -33,7 +36,6 @@ from tests.support import (
     start_and_receive_code,
     wait_for_stage,
 )
-from workflows.models import DELETION_STAGE, DeletionPolicy, Stage, workflow_id_for
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from starter.embedded import installed_binary
+from service.embedded import installed_binary
 from tests.conftest import REPO_ROOT
 from worker import cache_bytecode
 

@@ -15,8 +15,11 @@ import asyncpg
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from accounts.registration import RegistrationRequest, register_account
 from activities.prerequisites import PrerequisiteActivities
-from activities.products import (
+from contract.models import AccountRef, PendingTask, TaskCategory
+from contract.names import workflow_id_for
+from registry.products import (
     PRODUCTS,
     PRODUCTS_BY_NAME,
     RETAINED_TABLES,
@@ -24,9 +27,7 @@ from activities.products import (
     PurgeMethod,
     TablePurge,
 )
-from activities.registration import RegistrationRequest, register_account
 from tests.support import table_snapshot
-from workflows.models import AccountRef, PendingTask, TaskCategory, workflow_id_for
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 

@@ -19,11 +19,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 from activities.account import AccountActivities
-from activities.products import PRODUCTS, PRODUCTS_BY_NAME, PurgeMethod
 from activities.purge import PurgeActivities
-from activities.registration import IdentifierTaken, RegistrationRequest, register_account
-from workflows.models import AccountRef, ProductReceipt, PurgeProductInput, workflow_id_for
+from contract.models import AccountRef, ProductReceipt, PurgeProductInput
+from contract.names import workflow_id_for
+from registry.products import PRODUCTS, PRODUCTS_BY_NAME, PurgeMethod
 
 Seeded = dict[str, dict[str, int]]
 """Rows seeded per product and table."""

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from activities.identifiers import IdentifierKind, mask_email, mask_phone
-from activities.registration import IdentifierTaken, RegistrationRequest, register_account
+from accounts.identifiers import IdentifierKind, mask_email, mask_phone
+from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 
 
 def request(

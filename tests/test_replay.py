@@ -17,8 +17,9 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
+from contract.stages import Stage
+from core.codec import data_converter_for_keys
 from starter.client import DeletionClient
-from starter.codec import data_converter_for_keys
 from tests.conftest import REPO_ROOT, TEST_PAYLOAD_KEYS
 from tests.replay import ACCOUNT_DELETIONS, assert_replayed, replay_histories
 from tests.support import (
@@ -29,7 +30,6 @@ from tests.support import (
     wait_for_stage,
 )
 from workflows.account_deletion import AccountDeletion
-from workflows.models import Stage
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
 

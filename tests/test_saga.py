@@ -9,7 +9,16 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from activities.registration import IdentifierTaken, RegistrationRequest, register_account
+from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
+from contract.models import (
+    DeletionPolicy,
+    DeletionStatus,
+    PurgeState,
+    TaskCategory,
+    VerificationOutcome,
+)
+from contract.names import ACCOUNT_ID, DELETION_STAGE
+from contract.stages import Stage
 from starter.client import ActionNotAllowed, DeletionClient
 from tests.support import (
     Inbox,
@@ -20,16 +29,6 @@ from tests.support import (
     running_worker,
     start_and_receive_code,
     wait_for_stage,
-)
-from workflows.models import (
-    ACCOUNT_ID,
-    DELETION_STAGE,
-    DeletionPolicy,
-    DeletionStatus,
-    PurgeState,
-    Stage,
-    TaskCategory,
-    VerificationOutcome,
 )
 
 

@@ -13,11 +13,13 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from activities.db import create_pool, migrate
-from starter.api import create_app
+from contract.models import DeletionPolicy
+from contract.stages import Stage
+from core.config import Settings
+from service.api import create_app
+from service.embedded import EmbeddedPostgres
 from starter.client import DeletionClient
-from starter.config import Settings
-from starter.embedded import EmbeddedPostgres
+from store.db import create_pool, migrate
 from tests.gateway import running_gateway
 from tests.support import (
     in_process_api,
@@ -28,7 +30,6 @@ from tests.support import (
     wait_for_stage,
     worker_process,
 )
-from workflows.models import DeletionPolicy, Stage
 
 pytestmark = pytest.mark.slow
 

@@ -22,20 +22,19 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from starter.client import DeletionClient
-from starter.embedded import SEARCH_ATTRIBUTES, installed_binary
-from tests.support import Inbox, new_account, running_worker, wait_for_stage
-from workflows.account_deletion import AccountDeletion
-from workflows.models import (
-    ACCOUNT_ID,
-    DELETION_STAGE,
+from contract.models import (
     DeletionPolicy,
     DeletionStatus,
     ResendCodeInput,
-    Stage,
     TaskCategory,
     VerificationOutcome,
 )
+from contract.names import ACCOUNT_ID, DELETION_STAGE
+from contract.stages import Stage
+from service.embedded import SEARCH_ATTRIBUTES, installed_binary
+from starter.client import DeletionClient
+from tests.support import Inbox, new_account, running_worker, wait_for_stage
+from workflows.account_deletion import AccountDeletion
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,22 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.account import PURGES_UNFINISHED, AccountActivities
-    from activities.notify import UNKNOWN_NOTIFICATION, NotificationActivities
+    from activities.account import AccountActivities
+    from activities.notify import NotificationActivities
     from activities.prerequisites import PrerequisiteActivities
-    from activities.purge import PURGE_REFUSED, UNKNOWN_PRODUCT, PurgeActivities
-    from activities.verification import (
+    from activities.purge import PurgeActivities
+    from activities.verification import VerificationActivities
+    from contract.errors import (
         ACCOUNT_NOT_ACTIVE,
+        CODE_NOT_AWAITED,
         NO_CONTACT,
+        PURGE_REFUSED,
+        PURGES_UNFINISHED,
         UNKNOWN_CHALLENGE,
-        VerificationActivities,
+        UNKNOWN_NOTIFICATION,
+        UNKNOWN_PRODUCT,
     )
-    from workflows.models import (
-        ACCOUNT_ID,
-        DELETION_STAGE,
+    from contract.models import (
         AccountRef,
         CancelInput,
         CheckCodeInput,
@@ -52,12 +55,13 @@ with workflow.unsafe.imports_passed_through():
         RecheckInput,
         ResendCodeInput,
         RetryPurgesInput,
-        Stage,
         SubmitCodeInput,
         TaskCategory,
         VerificationOutcome,
         VerificationStatus,
     )
+    from contract.names import ACCOUNT_ID, DELETION_STAGE
+    from contract.stages import Stage
 
 # Short database work: retried until the database answers again (it may be restarting).
 DATABASE_RETRY = RetryPolicy(
@@ -600,7 +604,7 @@ class AccountDeletion:
 
 
 def _not_awaited() -> ApplicationError:
-    return ApplicationError("no verification code is awaited", type="CodeNotAwaited")
+    return ApplicationError("no verification code is awaited", type=CODE_NOT_AWAITED)
 
 
 def _error_type(error: ActivityError) -> str | None:

@@ -41,7 +41,7 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from starter.config import ConfigurationError, Settings
+from core.config import ConfigurationError, Settings
 
 ENCODING = b"binary/encrypted"
 """The `encoding` metadata of an encrypted payload."""

@@ -42,8 +42,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 
-from starter.codec import CodecError
-from starter.config import ConfigurationError, Settings
+from core.codec import CodecError
+from core.config import ConfigurationError, Settings
 
 CODEC_PATH = "/codec"
 SESSION_COOKIE = "codec_session"

@@ -25,8 +25,8 @@ from dataclasses import dataclass, fields
 
 import asyncpg
 
-from activities.db import Connection
-from activities.registration import IdentifierTaken, RegistrationRequest, register_account
+from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
+from store.db import Connection
 
 logger = logging.getLogger(__name__)
 

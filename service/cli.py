@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from starter.config import ConfigurationError, Settings
-from workflows.models import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN
+from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN
+from core.config import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     import asyncpg
 
+    from contract.models import DeletionStatus
+    from contract.stages import Stage
+    from service.render import RowCount
     from starter.client import DeletionClient
-    from starter.render import RowCount
-    from workflows.models import DeletionStatus, Stage
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -138,7 +139,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _stage(text: str) -> Stage:
-    from workflows.models import Stage
+    from contract.stages import Stage
 
     try:
         return Stage(text.strip().upper())
@@ -171,7 +172,7 @@ def _interval(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    from starter.observability import configure_logging
+    from core.observability import configure_logging
 
     # JSON for the long-running processes whose logs a collector reads; text for people.
     configure_logging(
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     command: str = args.command
     if command != "dev":
-        from starter.embedded import embedded_defaults
+        from service.embedded import embedded_defaults
 
         try:
             settings = embedded_defaults(settings)
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _err(str(error))
             return EXIT_REFUSED
     if command == "dev":
-        from starter.dev import run_dev
+        from service.dev import run_dev
 
         return run_dev(settings, load_demo=not args.no_demo)
     try:
@@ -210,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve_api(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from starter.api import create_app
+    from service.api import create_app
 
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
@@ -262,7 +263,7 @@ def _json(model: BaseModel | dict[str, Any] | list[Any]) -> str:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Any]:
-    from activities.db import create_pool
+    from store.db import create_pool
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set")
@@ -274,7 +275,7 @@ async def _database(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from activities.db import migrate, wait_for_database
+    from store.db import migrate, wait_for_database
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set")
@@ -286,7 +287,7 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from activities.demo import seed_demo
+    from demo.seed import seed_demo
 
     async with _database(settings) as pool:
         scenarios = await seed_demo(pool)
@@ -299,7 +300,7 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _register(settings: Settings, args: argparse.Namespace) -> int:
-    from activities.registration import IdentifierTaken, RegistrationRequest, register_account
+    from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 
     try:
         request = RegistrationRequest(
@@ -375,7 +376,7 @@ async def _start(d: DeletionClient, a: argparse.Namespace) -> str:
 
 
 async def _status(d: DeletionClient, a: argparse.Namespace) -> str:
-    from starter.render import render_status
+    from service.render import render_status
 
     return render_status(await d.status(a.account_id))
 
@@ -396,7 +397,7 @@ async def _watch(d: DeletionClient, pool: asyncpg.Pool, a: argparse.Namespace) -
     import asyncpg
     from temporalio.service import RPCError
 
-    from starter.render import render_status
+    from service.render import render_status
 
     transient = (RPCError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
     terminal = sys.stdout.isatty()
@@ -433,8 +434,8 @@ async def _watch(d: DeletionClient, pool: asyncpg.Pool, a: argparse.Namespace) -
 async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str, RowCount] | None:
     """Per product: rows purged so far and rows still to purge, read in one snapshot so that
     the two add up; None before the purge is planned."""
-    from activities.products import PRODUCTS_BY_NAME
-    from starter.render import RowCount
+    from registry.products import PRODUCTS_BY_NAME
+    from service.render import RowCount
 
     products = [
         PRODUCTS_BY_NAME[p.product] for p in status.products if p.product in PRODUCTS_BY_NAME
@@ -461,8 +462,8 @@ async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str,
 
 
 async def _verify(d: DeletionClient, a: argparse.Namespace) -> str:
+    from contract.models import VerificationOutcome
     from starter.client import CodeRefused
-    from workflows.models import VerificationOutcome
 
     check = await d.verify(a.account_id, a.code)
     if check.outcome is VerificationOutcome.ACCEPTED:
@@ -501,8 +502,8 @@ async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
 
 
 async def _list(d: DeletionClient, a: argparse.Namespace) -> str:
+    from service.render import render_list
     from starter.client import DEFAULT_OVERDUE_AFTER
-    from starter.render import render_list
 
     overdue_after = DEFAULT_OVERDUE_AFTER if a.overdue_after is None else a.overdue_after
     listed = await d.list(a.stage, a.limit, overdue=a.overdue, overdue_after=overdue_after)

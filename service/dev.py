@@ -18,9 +18,9 @@ import uvicorn
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from starter.codec import PayloadKey
-from starter.config import Settings
-from starter.embedded import PAYLOAD_KEYS_FILE, EmbeddedPostgres, EmbeddedTemporal
+from core.codec import PayloadKey
+from core.config import Settings
+from service.embedded import PAYLOAD_KEYS_FILE, EmbeddedPostgres, EmbeddedTemporal
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +105,9 @@ async def _connect(settings: Settings) -> Client:
 
 
 async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> None:
-    from activities.db import create_pool, migrate, wait_for_database
-    from activities.demo import seed_demo
-    from starter.api import create_app
+    from demo.seed import seed_demo
+    from service.api import create_app
+    from store.db import create_pool, migrate, wait_for_database
     from worker import build_worker, make_notifier
 
     assert settings.database_url is not None

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 from pydantic import SecretStr
 
-from starter.config import Settings
+from core.config import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from html import escape
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from contract.models import DeletionStatus, VerificationOutcome
+from contract.stages import Stage
+from core.config import Settings
+from service.links import InvalidLink, LinkClaims, LinkSigner
 from starter.client import DeletionClient, DeletionError
-from starter.config import Settings
-from starter.links import InvalidLink, LinkClaims, LinkSigner
-from workflows.models import DeletionStatus, Stage, VerificationOutcome
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;

@@ -42,7 +42,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from starter.config import ConfigurationError, Settings
+from core.config import ConfigurationError, Settings
 
 LogFormat = Literal["json", "text"]
 

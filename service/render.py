@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from workflows.models import DeletionStatus, ProductProgress, PurgeState
+from contract.models import DeletionStatus, ProductProgress, PurgeState
 
 if TYPE_CHECKING:
     from starter.client import ListedDeletion

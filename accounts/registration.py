@@ -12,7 +12,7 @@ import secrets
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from activities.identifiers import (
+from accounts.identifiers import (
     IdentifierKind,
     mask_email,
     mask_phone,
@@ -20,7 +20,7 @@ from activities.identifiers import (
     normalize_phone,
     normalize_user_name,
 )
-from workflows.models import PLAIN_TEXT_PATTERN
+from contract.names import PLAIN_TEXT_PATTERN
 
 
 class RegistrationRequest(BaseModel):

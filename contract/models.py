@@ -1,6 +1,6 @@
-"""The public contract: task queue, stages, search attributes and every payload model.
+"""Every payload of the public contract: the workflow's input and result, its signals, query
+and update, and each activity's input and output (one model per parameter).
 
-Shared by the workflow, the activities, the worker, the client, the API and the CLI.
 Nothing here does I/O, so the workflow sandbox can import it.
 """
 
@@ -10,52 +10,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.common import SearchAttributeKey
 
-TASK_QUEUE = "account-deletion"
-WORKFLOW_TYPE = "AccountDeletion"
-ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-REQUESTER_PATTERN = r"^[\w.:-]+$"
-"""Who asked: an operator or console user id. No '@': it is shown in the UI, so never an email."""
-CODE_PATTERN = r"^[0-9]{6,8}$"
-"""A verification code as issued (`DeletionPolicy.code_digits`): any other length is a typo."""
-PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-"""Free text kept in records: no control characters (PostgreSQL refuses NUL in text and jsonb,
-and a newline or escape sequence would forge lines in logs and terminals)."""
-
-ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
-DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
-
-
-def workflow_id_for(account_id: str) -> str:
-    return f"account-deletion-{account_id}"
-
-
-class Stage(StrEnum):
-    CHECKING_PREREQUISITES = "CHECKING_PREREQUISITES"
-    AWAITING_TASKS = "AWAITING_TASKS"
-    AWAITING_VERIFICATION = "AWAITING_VERIFICATION"
-    FREEZING = "FREEZING"
-    PURGING = "PURGING"
-    PURGE_BLOCKED = "PURGE_BLOCKED"
-    RELEASING_IDENTIFIERS = "RELEASING_IDENTIFIERS"
-    DELETED = "DELETED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (Stage.DELETED, Stage.CANCELLED, Stage.EXPIRED)
-
-    @property
-    def is_cancellable(self) -> bool:
-        """Before the point of no return (the first purge) the user may still cancel."""
-        return self in (
-            Stage.CHECKING_PREREQUISITES,
-            Stage.AWAITING_TASKS,
-            Stage.AWAITING_VERIFICATION,
-            Stage.FREEZING,
-        )
+from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
+from contract.stages import Stage
 
 
 class _Model(BaseModel):

@@ -24,12 +24,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from activities.registration import (
+from accounts.registration import (
     IdentifierTaken,
     RegisteredAccount,
     RegistrationRequest,
     register_account,
 )
+from contract.models import CodeCheck, DeletionReceipt, DeletionStatus
+from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
+from core.config import ConfigurationError, Settings
+from core.observability import RequestMetrics, route_template
+from service.links import LinkSigner
 from starter.client import (
     AccountAlreadyDeleted,
     AccountNotFound,
@@ -38,18 +43,6 @@ from starter.client import (
     DeletionError,
     DeletionNotFound,
     TooSoon,
-)
-from starter.config import ConfigurationError, Settings
-from starter.links import LinkSigner
-from starter.observability import RequestMetrics, route_template
-from workflows.models import (
-    ACCOUNT_ID_PATTERN,
-    CODE_PATTERN,
-    PLAIN_TEXT_PATTERN,
-    REQUESTER_PATTERN,
-    CodeCheck,
-    DeletionReceipt,
-    DeletionStatus,
 )
 
 MAX_BODY_BYTES = 16 * 1024
@@ -116,8 +109,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 @asynccontextmanager
 async def _services(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Client]]:
-    from activities.db import create_pool
     from starter.client import connect
+    from store.db import create_pool
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set")
@@ -400,8 +393,8 @@ def create_app(
         await deletions.cancel(account_id, (body or CancelRequest()).reason)
         return Accepted(detail="the deletion will be cancelled")
 
-    from starter.codec_server import mount_codec_server
-    from starter.verification_page import mount_verification_page
+    from service.codec_server import mount_codec_server
+    from service.verification_page import mount_verification_page
 
     mount_verification_page(app, signer, settings)
     mount_codec_server(app, settings)

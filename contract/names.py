@@ -1,0 +1,25 @@
+"""The names the console backend, the verification page and operators depend on (SPEC.md
+"Public contract"): task queue, workflow type and id, search attributes, and the shape of
+the identifiers they pass in."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+TASK_QUEUE = "account-deletion"
+WORKFLOW_TYPE = "AccountDeletion"
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+REQUESTER_PATTERN = r"^[\w.:-]+$"
+"""Who asked: an operator or console user id. No '@': it is shown in the UI, so never an email."""
+CODE_PATTERN = r"^[0-9]{6,8}$"
+"""A verification code as issued (`DeletionPolicy.code_digits`): any other length is a typo."""
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+"""Free text kept in records: no control characters (PostgreSQL refuses NUL in text and jsonb,
+and a newline or escape sequence would forge lines in logs and terminals)."""
+
+ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
+DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
+
+
+def workflow_id_for(account_id: str) -> str:
+    return f"account-deletion-{account_id}"
