@@ -55,7 +55,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter.
 
     `runtime` is the SDK runtime the client and its workers run on (the worker's serves its
-    Prometheus metrics, see `starter.observability.sdk_runtime`); None means the SDK default.
+    Prometheus metrics, see `core.observability.sdk_runtime`); None means the SDK default.
     """
     if settings.temporal_address is None:
         raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")

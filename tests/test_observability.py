@@ -106,7 +106,7 @@ def test_log_format_wins_over_the_process_default() -> None:
     root = logging.getLogger()
 
     def installed() -> logging.Formatter | None:
-        ours = [h for h in root.handlers if type(h).__module__ == "starter.observability"]
+        ours = [h for h in root.handlers if type(h).__module__ == "core.observability"]
         assert len(ours) == 1  # called again, it replaces its handler instead of adding one
         return ours[0].formatter
 

@@ -143,7 +143,7 @@ _REPLAY_ONE = """
 import asyncio, sys
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from starter.codec import data_converter_for_keys
+from core.codec import data_converter_for_keys
 from tests.conftest import TEST_PAYLOAD_KEYS
 from workflows.account_deletion import AccountDeletion
 

@@ -1,84 +1,49 @@
 """AccountDeletion: one run per deletion, from the request to the released identifiers.
 
-Reads like the flow in SPEC.md: check prerequisites (wait while tasks are pending), verify the
-user with a one-time code, freeze (compensated by unfreeze) and check again, purge every
-product in parallel (the point of no return; blocked purges wait for a retry), release the
-identifiers, finalize. Every side effect is an activity; the stage is kept current in the
+Reads like the flow in SPEC.md: one step per stage (`_steps`), each returning the stage that
+comes next, moved through the stage machine of `contract.stages`. Steps 1 to 3 (check
+prerequisites, verify, freeze and check again) may still be cancelled; purging is the point of
+no return, after which the run only goes forward (purge every product, release the
+identifiers, finalize). Every side effect is an activity; the stage is kept current in the
 `status` query, the search attributes and the deletion's row in PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.account import AccountActivities
-    from activities.notify import NotificationActivities
-    from activities.prerequisites import PrerequisiteActivities
-    from activities.purge import PurgeActivities
-    from activities.verification import VerificationActivities
-    from contract.errors import (
-        ACCOUNT_NOT_ACTIVE,
-        CODE_NOT_AWAITED,
-        NO_CONTACT,
-        PURGE_REFUSED,
-        PURGES_UNFINISHED,
-        UNKNOWN_CHALLENGE,
-        UNKNOWN_NOTIFICATION,
-        UNKNOWN_PRODUCT,
-    )
+    from contract.errors import PURGES_UNFINISHED
     from contract.models import (
         AccountRef,
         CancelInput,
-        CheckCodeInput,
         CodeCheck,
         DeletionPolicy,
         DeletionReceipt,
         DeletionRequest,
         DeletionStatus,
-        DeliverNotificationInput,
         FinalizeInput,
-        IssueCodeInput,
         PendingTask,
-        ProductProgress,
-        ProductReceipt,
         ProgressRecord,
-        PurgeProductInput,
-        PurgeState,
         RecheckInput,
         ResendCodeInput,
         RetryPurgesInput,
         SubmitCodeInput,
-        TaskCategory,
-        VerificationOutcome,
-        VerificationStatus,
     )
     from contract.names import ACCOUNT_ID, DELETION_STAGE
-    from contract.stages import Stage
+    from contract.stages import FIRST_STAGE, Stage, check_move
+    from workflows import account_calls as account
+    from workflows.failures import error_type
+    from workflows.policies import wait_until
+    from workflows.purge import ProductPurges
+    from workflows.verification import CodeVerification, not_awaited
 
-# Short database work: retried until the database answers again (it may be restarting).
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
-SHORT = timedelta(seconds=30)
-
-
-def _except(*permanent: str) -> RetryPolicy:
-    """DATABASE_RETRY, but the activity's permanent error types fail at once."""
-    return dataclasses.replace(DATABASE_RETRY, non_retryable_error_types=list(permanent))
-
-
-class GoBack(Exception):
-    """The second prerequisite check found new tasks: the run returns to AWAITING_TASKS."""
+Step = Callable[[], Awaitable[Stage]]
 
 
 @workflow.defn(name="AccountDeletion")
@@ -86,22 +51,18 @@ class AccountDeletion:
     @workflow.init
     def __init__(self, request: DeletionRequest) -> None:
         self._request = request
-        self._stage = Stage.CHECKING_PREREQUISITES
+        self._stage = FIRST_STAGE
+        self._stage_shown = False
         self._requested_at: datetime | None = None
+        self._tasks_deadline: datetime | None = None
         self._deadline: datetime | None = None
         self._pending_tasks: list[PendingTask] = []
-        self._products: dict[str, ProductProgress] = {}
-        self._receipts: dict[str, ProductReceipt] = {}
-        self._verification: VerificationStatus | None = None
-        self._challenge_id: str | None = None
-        self._codes_issued = 0
-        self._verified = False
+        self._purges = ProductPurges(request.account_id, request.policy)
+        self._receipt: DeletionReceipt | None = None
+        self._codes = CodeVerification(request.account_id, request.policy)
         self._identifiers_released = False
         self._compensations: list[Callable[[], Awaitable[None]]] = []
         # What the signals asked for; the run acts on it at its next step.
-        self._codes: list[tuple[str, asyncio.Future[CodeCheck] | None]] = []
-        """Submitted codes in arrival order; an update waits on its future for the outcome."""
-        self._resend_requested = False
         self._recheck_requested = False
         self._retry_requested = False
         self._cancel_reason: str | None = None
@@ -109,34 +70,51 @@ class AccountDeletion:
 
     # --- the flow ------------------------------------------------------------------------------
 
+    def _steps(self) -> dict[Stage, Step]:
+        """SPEC's flow: the step each stage runs; it returns the stage that comes next."""
+        return {
+            Stage.CHECKING_PREREQUISITES: self._check_prerequisites,  # 1 (AWAITING_TASKS)
+            Stage.AWAITING_VERIFICATION: self._verify,  # 2
+            Stage.FREEZING: self._freeze_and_check_again,  # 3
+            Stage.PURGING: self._purge_every_product,  # 4 (PURGE_BLOCKED)
+            Stage.RELEASING_IDENTIFIERS: self._release_identifiers_and_finalize,  # 5
+        }
+
     @workflow.run
     async def run(self, request: DeletionRequest) -> DeletionReceipt:
         self._requested_at = workflow.now()
         workflow.upsert_search_attributes([ACCOUNT_ID.value_set(request.account_id)])
-        tasks_deadline = workflow.now() + self._policy.tasks_deadline
+        self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
+        stage = await self._until_point_of_no_return()
+        if stage.is_final:
+            return await self._close(stage)
+        return await self._irrevocably(self._beyond_point_of_no_return())
+
+    async def _until_point_of_no_return(self) -> Stage:
+        """Steps 1 to 3, which may still be cancelled. Returns PURGING once the account is
+        frozen and clear, or the stage the run ends in (CANCELLED, EXPIRED)."""
+        stage = FIRST_STAGE
         try:
-            while True:
-                if ended := await self._wait_for_no_pending_tasks(tasks_deadline):
-                    return await self._close(ended)
-                if not self._verified:
-                    if ended := await self._verify():
-                        return await self._close(ended)
-                try:
-                    if ended := await self._freeze_and_check_again():
-                        return await self._close(ended)
-                    break
-                except GoBack:
-                    # New tasks late in the run: the user gets the full time again.
-                    tasks_deadline = workflow.now() + self._policy.tasks_deadline
-                    continue
+            while stage.is_cancellable:
+                stage = await self._steps()[stage]()
         except asyncio.CancelledError:
-            # Cancelled through Temporal (an operator) before the point of no return.
+            # Cancelled through Temporal (an operator): undo the freeze, if it was done.
             await self._compensate()
             self._cancel_reason = "cancelled by an operator"
-            return await self._close(Stage.CANCELLED)
-        # The point of no return: from here on the deletion only goes forward, whatever is
-        # asked. A cancellation through Temporal is refused: the shielded task goes on.
-        forward = asyncio.ensure_future(self._purge_and_finalize())
+            return Stage.CANCELLED
+        return stage
+
+    async def _beyond_point_of_no_return(self) -> DeletionReceipt:
+        """Steps 4 and 5: purge every product, release the identifiers, finalize."""
+        stage = Stage.PURGING
+        while not stage.is_final:
+            stage = await self._steps()[stage]()
+        return await self._close(stage)
+
+    async def _irrevocably(self, forward_work: Awaitable[DeletionReceipt]) -> DeletionReceipt:
+        """Past the point of no return the deletion only goes forward, whatever is asked: a
+        cancellation through Temporal is refused and the shielded work goes on."""
+        forward = asyncio.ensure_future(forward_work)
         while True:
             try:
                 return await asyncio.shield(forward)
@@ -147,357 +125,162 @@ class AccountDeletion:
                     raise
                 workflow.logger.warning("cancellation refused: purging has begun")
 
-    async def _purge_and_finalize(self) -> DeletionReceipt:
-        await self._purge_every_product()
-        return await self._finalize()
+    # --- the steps -----------------------------------------------------------------------------
 
-    async def _wait_for_no_pending_tasks(self, deadline: datetime) -> Stage | None:
-        """Checks prerequisites until none is pending; returns a final stage if the run ends."""
+    async def _check_prerequisites(self) -> Stage:
+        """Step 1: checks until nothing is pending, waiting in AWAITING_TASKS meanwhile."""
+        deadline = self._tasks_deadline
+        assert deadline is not None
         while True:
-            await self._set_stage(Stage.CHECKING_PREREQUISITES)
-            report = await workflow.execute_activity_method(
-                PrerequisiteActivities.check_prerequisites,
-                self._ref,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=DATABASE_RETRY,
-            )
-            self._pending_tasks = report.pending_tasks
+            await self._move_to(Stage.CHECKING_PREREQUISITES)
+            self._pending_tasks = (await account.check_prerequisites(self._ref)).pending_tasks
             if not self._pending_tasks:
-                return None
+                # Confirmed already when the check after the freeze sent the run back here.
+                return Stage.FREEZING if self._codes.verified else Stage.AWAITING_VERIFICATION
             if workflow.now() >= deadline:
                 # Only after a last check at the deadline itself.
                 self._cancel_reason = "pending tasks were not resolved in time"
                 return Stage.EXPIRED
             self._recheck_requested = False
             self._deadline = deadline  # recorded with the stage (no command: replays as before)
-            await self._set_stage(Stage.AWAITING_TASKS)
+            await self._move_to(Stage.AWAITING_TASKS)
             next_check = min(workflow.now() + self._policy.recheck_interval, deadline)
-            await self._wait_until(
-                lambda: self._recheck_requested or self._cancel_requested, next_check, deadline
-            )
+            await wait_until(lambda: self._recheck_requested or self._cancel_requested, next_check)
             if self._cancel_requested:
                 return Stage.CANCELLED
 
-    async def _verify(self) -> Stage | None:
-        """Sends a code and waits for the right one; returns a final stage if the run ends."""
-        ended = await self._await_right_code()
-        # Codes still queued are not needed any more (accepted, cancelled or expired).
-        while self._codes:
-            _, reply = self._codes.pop(0)
-            if reply is not None:
-                reply.set_exception(_not_awaited())
+    async def _verify(self) -> Stage:
+        """Step 2: a one-time code to the account's email or phone, until the right one."""
+        self._deadline = workflow.now() + self._policy.verification_deadline
+        await self._move_to(Stage.AWAITING_VERIFICATION)
+        ended = await self._codes.until_right_code(self._deadline, lambda: self._cancel_requested)
+        if ended is None:
+            self._deadline = None
+            return Stage.FREEZING
+        if ended is Stage.EXPIRED:
+            self._cancel_reason = "the deletion was never confirmed with a code"
         return ended
 
-    async def _await_right_code(self) -> Stage | None:
-        deadline = workflow.now() + self._policy.verification_deadline
-        self._deadline = deadline
-        await self._set_stage(Stage.AWAITING_VERIFICATION)
-        await self._issue_code()
-        while True:
-            if self._cancel_requested:
-                return Stage.CANCELLED
-            if workflow.now() >= deadline:
-                self._cancel_reason = "the deletion was never confirmed with a code"
-                return Stage.EXPIRED
-            if self._resend_requested and self._codes_left() == 0:
-                self._resend_requested = False
-            if self._resend_requested and self._may_resend():
-                self._resend_requested = False
-                await self._issue_code()
-            while self._codes:
-                code, reply = self._codes.pop(0)
-                outcome = await self._check_code(code)
-                if reply is not None:
-                    assert self._verification is not None
-                    attempts_left = self._verification.attempts_left
-                    reply.set_result(CodeCheck(outcome=outcome, attempts_left=attempts_left))
-                if outcome is VerificationOutcome.ACCEPTED:
-                    self._verified = True
-                    self._deadline = None
-                    return None
-            # A resend asked for too early is sent as soon as the interval has passed.
-            wake_at = deadline
-            if self._resend_requested and self._verification is not None:
-                wake_at = min(deadline, self._verification.next_resend_at)
-            await self._wait_until(
-                lambda: (
-                    bool(self._codes)
-                    or self._cancel_requested
-                    or (self._resend_requested and self._may_resend())
-                ),
-                wake_at,
-                deadline,
-            )
-
-    async def _freeze_and_check_again(self) -> Stage | None:
-        """The first saga step. Raises GoBack when something new is attached to the account."""
-        await self._set_stage(Stage.FREEZING)
-        self._compensations.append(self._unfreeze)
+    async def _freeze_and_check_again(self) -> Stage:
+        """Step 3, the first saga step (compensated by unfreeze). Anything attached since the
+        first check unfreezes the account and sends the run back to step 1."""
+        await self._move_to(Stage.FREEZING)
+        self._compensations.append(lambda: account.unfreeze(self._ref))
         try:
-            await workflow.execute_activity_method(
-                AccountActivities.freeze_account,
-                self._ref,
-                start_to_close_timeout=SHORT,
-                retry_policy=DATABASE_RETRY,
-            )
-            report = await workflow.execute_activity_method(
-                PrerequisiteActivities.check_prerequisites,
-                self._ref,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=DATABASE_RETRY,
-            )
+            await account.freeze(self._ref)
+            report = await account.check_prerequisites(self._ref)
         except ActivityError:
             await self._compensate()
             raise
         if report.pending_tasks:
             self._pending_tasks = report.pending_tasks
             await self._compensate()
-            raise GoBack()
+            # New tasks late in the run: the user gets the full time again.
+            self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
+            return Stage.CHECKING_PREREQUISITES
         if self._cancel_requested:
             await self._compensate()
             return Stage.CANCELLED
         self._compensations.clear()
-        return None
+        return Stage.PURGING
 
-    async def _purge_every_product(self) -> None:
-        """Purges all products in parallel; failed ones wait for `retry_failed_purges`."""
-        for product in await self._plan_purge():
-            self._products.setdefault(product, ProductProgress(product=product))
+    async def _purge_every_product(self) -> Stage:
+        """Step 4: purges all products in parallel; failed ones wait for `retry_failed_purges`."""
+        await self._purges.plan()
         while True:
-            await self._set_stage(Stage.PURGING)
-            self._pending_tasks = []
-            todo = [p for p in self._products.values() if p.state is not PurgeState.SUCCEEDED]
-            await asyncio.gather(*(self._purge(progress) for progress in todo))
-            failed = [p for p in self._products.values() if p.state is PurgeState.FAILED]
-            if not failed:
-                return
-            self._pending_tasks = [
-                PendingTask(
-                    category=TaskCategory.PURGE_FAILURE,
-                    product=progress.product,
-                    item=f"purge of {progress.product}",
-                    message=progress.failure or "the purge failed",
-                    resolution=(
-                        "The product team resolves the cause (for example lifts the hold); "
-                        "then an operator retries the failed purges."
-                    ),
-                )
-                for progress in failed
-            ]
+            await self._move_to(Stage.PURGING)
+            self._pending_tasks = []  # while the purges run
+            self._pending_tasks = await self._purges.purge_unfinished()
+            if not self._pending_tasks:
+                return Stage.RELEASING_IDENTIFIERS
             self._retry_requested = False
-            await self._set_stage(Stage.PURGE_BLOCKED)
+            await self._move_to(Stage.PURGE_BLOCKED)
             await workflow.wait_condition(lambda: self._retry_requested)
 
-    async def _finalize(self) -> DeletionReceipt:
-        """Releases the identifiers (only now: every purge finished), then closes the deletion."""
-        await self._set_stage(Stage.RELEASING_IDENTIFIERS)
-        while True:
-            try:
-                await workflow.execute_activity_method(
-                    AccountActivities.release_identifiers,
-                    self._ref,
-                    start_to_close_timeout=SHORT,
-                    retry_policy=DATABASE_RETRY,
-                )
-                break
-            except ActivityError as error:
-                if _error_type(error) != PURGES_UNFINISHED:
-                    raise
-                # A product was added to the registry during this run: purge it too.
-                await self._purge_every_product()
-                await self._set_stage(Stage.RELEASING_IDENTIFIERS)
+    async def _release_identifiers_and_finalize(self) -> Stage:
+        """Step 5: releases the identifiers (only now: every purge finished), then records the
+        deletion and its receipt."""
+        await self._move_to(Stage.RELEASING_IDENTIFIERS)
+        try:
+            await account.release_identifiers(self._ref)
+        except ActivityError as error:
+            if error_type(error) != PURGES_UNFINISHED:
+                raise
+            # A product was added to the registry during this run: purge it too.
+            return Stage.PURGING
         self._identifiers_released = True
         assert self._requested_at is not None
-        receipt = await workflow.execute_activity_method(
-            AccountActivities.finalize_deletion,
+        self._receipt = await account.finalize(
             FinalizeInput(
                 account_id=self._account_id,
                 workflow_id=workflow.info().workflow_id,
-                requested_by=self._req.requested_by,
+                requested_by=self._request.requested_by,
                 requested_at=self._requested_at,
-                products=[self._receipts[name] for name in sorted(self._receipts)],
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=DATABASE_RETRY,
+                products=self._purges.receipts_by_product(),
+            )
         )
-        self._stage = Stage.DELETED
-        workflow.upsert_search_attributes([DELETION_STAGE.value_set(Stage.DELETED.value)])
-        await self._send_confirmation()
+        return Stage.DELETED
+
+    async def _close(self, stage: Stage) -> DeletionReceipt:
+        """Ends the run: DELETED with the receipt `finalize_deletion` recorded (and a
+        confirmation to the user), or CANCELLED/EXPIRED with a receipt saying why not."""
+        if stage is Stage.DELETED:
+            assert self._receipt is not None
+            receipt = self._receipt
+            # finalize_deletion wrote the deletion's row: only the search attribute moves.
+            await self._move_to(stage, record=False)
+            await account.send_confirmation()
+        else:
+            assert self._requested_at is not None
+            self._deadline = None
+            receipt = DeletionReceipt(
+                account_id=self._account_id,
+                workflow_id=workflow.info().workflow_id,
+                outcome=stage,
+                requested_by=self._request.requested_by,
+                requested_at=self._requested_at,
+                closed_at=workflow.now(),
+                reason=self._cancel_reason,
+            )
+            await self._move_to(stage, receipt=receipt)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return receipt
 
-    # --- steps ---------------------------------------------------------------------------------
-
-    async def _issue_code(self) -> None:
-        policy = self._policy
-        self._challenge_id = str(workflow.uuid4())
-        issued = await workflow.execute_activity_method(
-            VerificationActivities.issue_verification_code,
-            IssueCodeInput(
-                account_id=self._account_id,
-                workflow_id=workflow.info().workflow_id,
-                challenge_id=self._challenge_id,
-                issued_at=workflow.now(),
-                expires_at=workflow.now() + policy.code_ttl,
-                attempts=policy.code_attempts,
-                code_digits=policy.code_digits,
-            ),
-            start_to_close_timeout=SHORT,
-            # The gateway is retried until it accepts, for as long as the code would be valid.
-            schedule_to_close_timeout=policy.code_ttl,
-            retry_policy=_except(ACCOUNT_NOT_ACTIVE, NO_CONTACT),
-        )
-        self._codes_issued += 1
-        self._verification = VerificationStatus(
-            channel=issued.channel,
-            destination=issued.destination,
-            code_expires_at=issued.expires_at,
-            attempts_left=issued.attempts_left,
-            codes_left=policy.max_codes - self._codes_issued,
-            next_resend_at=workflow.now() + policy.resend_interval,
-        )
-
-    def _codes_left(self) -> int:
-        return self._verification.codes_left if self._verification else 0
-
-    def _may_resend(self) -> bool:
-        verification = self._verification
-        return (
-            verification is not None
-            and verification.codes_left > 0
-            and workflow.now() >= verification.next_resend_at
-        )
-
-    async def _check_code(self, code: str) -> VerificationOutcome:
-        verification = self._verification
-        assert verification is not None and self._challenge_id is not None
-        if workflow.now() >= verification.code_expires_at:
-            outcome = VerificationOutcome.EXPIRED
-        elif verification.attempts_left == 0:
-            outcome = VerificationOutcome.LOCKED
-        else:
-            check = await workflow.execute_activity_method(
-                VerificationActivities.check_verification_code,
-                CheckCodeInput(
-                    challenge_id=self._challenge_id,
-                    attempt_id=str(workflow.uuid4()),
-                    code=code,
-                    checked_at=workflow.now(),
-                ),
-                start_to_close_timeout=SHORT,
-                retry_policy=_except(UNKNOWN_CHALLENGE),
-            )
-            outcome = check.outcome
-            verification.attempts_left = check.attempts_left
-        verification.last_outcome = outcome
-        return outcome
-
-    async def _unfreeze(self) -> None:
-        await workflow.execute_activity_method(
-            AccountActivities.unfreeze_account,
-            self._ref,
-            start_to_close_timeout=SHORT,
-            retry_policy=DATABASE_RETRY,
-        )
+    # --- the saga's compensation ---------------------------------------------------------------
 
     async def _compensate(self) -> None:
         """Undoes the saga steps taken so far, the last one first."""
         while self._compensations:
             await self._compensations.pop()()
 
-    async def _plan_purge(self) -> list[str]:
-        """The products to purge, recorded in history so that replays see the same list."""
-        return await workflow.execute_local_activity_method(
-            PurgeActivities.list_products,
-            start_to_close_timeout=SHORT,
-            retry_policy=DATABASE_RETRY,
-        )
+    # --- the stage -----------------------------------------------------------------------------
 
-    async def _purge(self, progress: ProductProgress) -> None:
-        progress.state = PurgeState.RUNNING
-        progress.failure = None
-        progress.attempts += 1
-        try:
-            receipt = await workflow.execute_activity_method(
-                PurgeActivities.purge_product,
-                PurgeProductInput(
-                    account_id=self._account_id,
-                    workflow_id=workflow.info().workflow_id,
-                    product=progress.product,
-                ),
-                start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=self._policy.purge_heartbeat_timeout,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    maximum_interval=timedelta(minutes=1),
-                    maximum_attempts=self._policy.purge_attempts,
-                    non_retryable_error_types=[PURGE_REFUSED, UNKNOWN_PRODUCT],
-                ),
-                summary=f"purge {progress.product}",
-            )
-        except ActivityError as error:
-            progress.state = PurgeState.FAILED
-            progress.failure = _error_message(error)
-            return
-        self._receipts[progress.product] = receipt
-        progress.state = PurgeState.SUCCEEDED
-        progress.rows = receipt.rows
-
-    async def _send_confirmation(self) -> None:
-        try:
-            await workflow.execute_activity_method(
-                NotificationActivities.deliver_notification,
-                DeliverNotificationInput(idempotency_key=f"deleted-{workflow.info().workflow_id}"),
-                start_to_close_timeout=SHORT,
-                schedule_to_close_timeout=timedelta(days=1),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=5),
-                    maximum_interval=timedelta(minutes=10),
-                    non_retryable_error_types=[UNKNOWN_NOTIFICATION],
-                ),
-            )
-        except ActivityError as error:
-            # The account is deleted either way; the message stays in the outbox.
-            workflow.logger.warning("confirmation not delivered: %s", _error_message(error))
-
-    async def _close(self, stage: Stage) -> DeletionReceipt:
-        """Ends a run that deleted nothing (cancelled or expired)."""
-        assert self._requested_at is not None
-        self._deadline = None
-        receipt = DeletionReceipt(
-            account_id=self._account_id,
-            workflow_id=workflow.info().workflow_id,
-            outcome=stage,
-            requested_by=self._req.requested_by,
-            requested_at=self._requested_at,
-            closed_at=workflow.now(),
-            reason=self._cancel_reason,
-        )
-        await self._set_stage(stage, receipt=receipt)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return receipt
-
-    async def _set_stage(self, stage: Stage, receipt: DeletionReceipt | None = None) -> None:
-        """Moves the stage and shows it in the search attributes and the deletion's row."""
+    async def _move_to(
+        self, stage: Stage, *, receipt: DeletionReceipt | None = None, record: bool = True
+    ) -> None:
+        """The one place the stage moves: only as `NEXT_STAGES` allows, shown at once in the
+        search attributes, the run's current details and (`record`) the deletion's row."""
+        if self._stage_shown:
+            check_move(self._stage, stage)
         self._stage = stage
+        self._stage_shown = True
         workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
         workflow.set_current_details(self._details())
-        await workflow.execute_local_activity_method(
-            AccountActivities.record_progress,
+        if not record:
+            return
+        await account.record_progress(
             ProgressRecord(
                 account_id=self._account_id,
                 workflow_id=workflow.info().workflow_id,
                 run_id=workflow.info().run_id,
-                requested_by=self._req.requested_by,
+                requested_by=self._request.requested_by,
                 stage=stage,
                 pending_tasks=self._pending_tasks,
-                products=list(self._products.values()),
+                products=list(self._purges.progress.values()),
                 closed=stage.is_final,
                 receipt=receipt,
                 deadline=self._deadline,
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=DATABASE_RETRY,
+            )
         )
 
     def _details(self) -> str:
@@ -506,22 +289,9 @@ class AccountDeletion:
         lines += [f"- {task.category.value}: {task.item}" for task in self._pending_tasks]
         lines += [
             f"- {p.product}: {p.state.value}" + (f" ({p.failure})" if p.failure else "")
-            for p in self._products.values()
+            for p in self._purges.progress.values()
         ]
         return "\n".join(lines)
-
-    async def _wait_until(
-        self, condition: Callable[[], bool], until: datetime, deadline: datetime
-    ) -> None:
-        """Waits for the condition, at most until `until`; `deadline` is shown in the status."""
-        self._deadline = deadline
-        timeout = (until - workflow.now()).total_seconds()
-        if timeout <= 0:
-            return
-        try:
-            await workflow.wait_condition(condition, timeout=timeout)
-        except TimeoutError:
-            pass
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -529,29 +299,29 @@ class AccountDeletion:
     def submit_verification_code(self, request: SubmitCodeInput) -> None:
         """For callers that need no answer; the outcome shows in the `status` query."""
         if self._awaiting_code():
-            self._codes.append((request.code, None))
+            self._codes.submit(request.code)
 
     @workflow.update
     async def verify_code(self, request: SubmitCodeInput) -> CodeCheck:
         """Answers at once with the outcome, for the verification page. Attempts are checked
         one at a time in arrival order, together with signalled ones: no race between them."""
         reply: asyncio.Future[CodeCheck] = asyncio.get_running_loop().create_future()
-        self._codes.append((request.code, reply))
+        self._codes.submit(request.code, reply)
         return await reply
 
     @verify_code.validator
     def _verify_code_only_while_awaited(self, request: SubmitCodeInput) -> None:
         """Rejected before it reaches history: nothing is recorded for a code not awaited."""
         if not self._awaiting_code():
-            raise _not_awaited()
+            raise not_awaited()
 
     def _awaiting_code(self) -> bool:
-        return self._stage is Stage.AWAITING_VERIFICATION and not self._verified
+        return self._stage is Stage.AWAITING_VERIFICATION and not self._codes.verified
 
     @workflow.signal
     def resend_verification_code(self, request: ResendCodeInput | None = None) -> None:
         if self._stage is Stage.AWAITING_VERIFICATION:
-            self._resend_requested = True
+            self._codes.resend_requested = True
 
     @workflow.signal
     def recheck_prerequisites(self, request: RecheckInput | None = None) -> None:
@@ -574,11 +344,11 @@ class AccountDeletion:
             account_id=self._account_id,
             workflow_id=workflow.info().workflow_id,
             stage=self._stage,
-            requested_by=self._req.requested_by,
+            requested_by=self._request.requested_by,
             pending_tasks=self._pending_tasks,
-            products=list(self._products.values()),
-            verification=self._verification if not self._verified else None,
-            verified=self._verified,
+            products=list(self._purges.progress.values()),
+            verification=self._codes.status if not self._codes.verified else None,
+            verified=self._codes.verified,
             identifiers_released=self._identifiers_released,
             deadline=self._deadline,
             closed_reason=self._cancel_reason if self._stage.is_final else None,
@@ -587,34 +357,13 @@ class AccountDeletion:
     # --- helpers -------------------------------------------------------------------------------
 
     @property
-    def _req(self) -> DeletionRequest:
-        return self._request
-
-    @property
     def _policy(self) -> DeletionPolicy:
-        return self._req.policy
+        return self._request.policy
 
     @property
     def _account_id(self) -> str:
-        return self._req.account_id
+        return self._request.account_id
 
     @property
     def _ref(self) -> AccountRef:
         return AccountRef(account_id=self._account_id, workflow_id=workflow.info().workflow_id)
-
-
-def _not_awaited() -> ApplicationError:
-    return ApplicationError("no verification code is awaited", type=CODE_NOT_AWAITED)
-
-
-def _error_type(error: ActivityError) -> str | None:
-    cause = error.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _error_message(error: ActivityError) -> str:
-    """The innermost failure's message: the product's own words (or the timeout)."""
-    cause: BaseException = error
-    while isinstance(cause, FailureError) and isinstance(cause.cause, FailureError):
-        cause = cause.cause
-    return cause.message if isinstance(cause, FailureError) else str(error)

@@ -1,0 +1,107 @@
+"""The account's activities as the saga calls them, each with its timeout and retry policy.
+
+Deterministic (no I/O): each function schedules one activity of `AccountActivities`,
+`PrerequisiteActivities` or `NotificationActivities`, so that the workflow's steps read as
+the flow (`await freeze(ref)`) and every call of one activity has the same options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.account import AccountActivities
+    from activities.notify import NotificationActivities
+    from activities.prerequisites import PrerequisiteActivities
+    from contract.errors import UNKNOWN_NOTIFICATION
+    from contract.models import (
+        AccountRef,
+        DeletionReceipt,
+        DeliverNotificationInput,
+        FinalizeInput,
+        PrerequisiteReport,
+        ProgressRecord,
+    )
+    from workflows.failures import error_message
+    from workflows.policies import (
+        CHECK_TIMEOUT,
+        CONFIRMATION_DEADLINE,
+        CONFIRMATION_DELIVERY,
+        DATABASE_RETRY,
+        SHORT,
+    )
+
+
+async def check_prerequisites(ref: AccountRef) -> PrerequisiteReport:
+    return await workflow.execute_activity_method(
+        PrerequisiteActivities.check_prerequisites,
+        ref,
+        start_to_close_timeout=CHECK_TIMEOUT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def freeze(ref: AccountRef) -> None:
+    await workflow.execute_activity_method(
+        AccountActivities.freeze_account,
+        ref,
+        start_to_close_timeout=SHORT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def unfreeze(ref: AccountRef) -> None:
+    await workflow.execute_activity_method(
+        AccountActivities.unfreeze_account,
+        ref,
+        start_to_close_timeout=SHORT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def release_identifiers(ref: AccountRef) -> None:
+    """Refused (PURGES_UNFINISHED) while any product of the registry has no finished purge."""
+    await workflow.execute_activity_method(
+        AccountActivities.release_identifiers,
+        ref,
+        start_to_close_timeout=SHORT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def finalize(request: FinalizeInput) -> DeletionReceipt:
+    return await workflow.execute_activity_method(
+        AccountActivities.finalize_deletion,
+        request,
+        start_to_close_timeout=SHORT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def record_progress(record: ProgressRecord) -> None:
+    """A local activity: the deletion's row follows every stage without a round of history."""
+    await workflow.execute_local_activity_method(
+        AccountActivities.record_progress,
+        record,
+        start_to_close_timeout=SHORT,
+        retry_policy=DATABASE_RETRY,
+    )
+
+
+async def send_confirmation() -> None:
+    """Retried for a day; the account is deleted either way (the message stays in the outbox)."""
+    try:
+        await workflow.execute_activity_method(
+            NotificationActivities.deliver_notification,
+            DeliverNotificationInput(idempotency_key=f"deleted-{workflow.info().workflow_id}"),
+            start_to_close_timeout=SHORT,
+            schedule_to_close_timeout=CONFIRMATION_DEADLINE,
+            retry_policy=dataclasses.replace(
+                CONFIRMATION_DELIVERY, non_retryable_error_types=[UNKNOWN_NOTIFICATION]
+            ),
+        )
+    except ActivityError as error:
+        workflow.logger.warning("confirmation not delivered: %s", error_message(error))
