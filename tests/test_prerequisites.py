@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import asyncpg
@@ -11,6 +12,24 @@ from accounts.registration import RegistrationRequest, register_account
 from activities.prerequisites import PrerequisiteActivities
 from contract.models import AccountRef, PendingTask, TaskCategory
 from contract.names import workflow_id_for
+from registry.prerequisites import PREREQUISITES
+from registry.products import PRODUCTS
+
+
+def test_every_category_of_spec_is_declared_once() -> None:
+    declared = [category for prerequisite in PREREQUISITES for category in prerequisite.categories]
+    assert len(declared) == len(set(declared)), "a category declared twice"
+    # Cloud products come from the products' live resources; purge failures from the purge.
+    assert any(product.live for product in PRODUCTS)
+    assert set(declared) == set(TaskCategory) - {
+        TaskCategory.CLOUD_PRODUCT,
+        TaskCategory.PURGE_FAILURE,
+    }, "a category of SPEC (flow step 1) with no declaration in registry/prerequisites.py"
+
+
+def test_every_query_takes_the_account_id_and_nothing_else() -> None:
+    for prerequisite in PREREQUISITES:
+        assert set(re.findall(r"\$\d+", prerequisite.sql)) == {"$1"}, prerequisite.sql
 
 
 async def _register(pool: asyncpg.Pool) -> str:
