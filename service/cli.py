@@ -436,6 +436,7 @@ async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str,
     the two add up; None before the purge is planned."""
     from registry.products import PRODUCTS_BY_NAME
     from service.render import RowCount
+    from store.progress import rows_purged
 
     products = [
         PRODUCTS_BY_NAME[p.product] for p in status.products if p.product in PRODUCTS_BY_NAME
@@ -444,14 +445,7 @@ async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str,
         return None
     counts: dict[str, RowCount] = {}
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        purged = {
-            row["product"]: int(row["rows"])
-            for row in await conn.fetch(
-                "select product, sum(rows)::bigint as rows from purge_progress"
-                " where account_id = $1 group by product",
-                status.account_id,
-            )
-        }
+        purged = await rows_purged(conn, status.account_id)
         for product in products:
             # The probe's count of what the purge has yet to remove (SQL from the registry).
             remaining = 0
@@ -503,7 +497,7 @@ async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
 
 async def _list(d: DeletionClient, a: argparse.Namespace) -> str:
     from service.render import render_list
-    from starter.client import DEFAULT_OVERDUE_AFTER
+    from starter.records import DEFAULT_OVERDUE_AFTER
 
     overdue_after = DEFAULT_OVERDUE_AFTER if a.overdue_after is None else a.overdue_after
     listed = await d.list(a.stage, a.limit, overdue=a.overdue, overdue_after=overdue_after)
