@@ -61,7 +61,7 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> int:
-    from demo.seed import seed_demo
+    from demo import seed_demo
 
     async with database(settings) as pool:
         scenarios = await seed_demo(pool)
