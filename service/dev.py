@@ -105,7 +105,7 @@ async def _connect(settings: Settings) -> Client:
 
 
 async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> None:
-    from demo.seed import seed_demo
+    from demo import seed_demo
     from service.api import create_app
     from store.db import create_pool, migrate, wait_for_database
     from worker import build_worker, make_notifier

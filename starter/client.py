@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import asyncpg
 from temporalio.client import (
@@ -34,8 +33,6 @@ from contract.models import (
     DeletionReceipt,
     DeletionRequest,
     DeletionStatus,
-    PendingTask,
-    ProductProgress,
     PurgeState,
     RecheckInput,
     ResendCodeInput,
@@ -46,7 +43,9 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
 from core.codec import data_converter
 from core.config import ConfigurationError, Settings
-from registry.products import PRODUCTS
+from starter.details import static_details
+from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
+from store.progress import rows_purged
 from workflows.account_deletion import AccountDeletion
 
 
@@ -113,21 +112,6 @@ class TooSoon(DeletionError):
     code = "rate_limited"
 
 
-DEFAULT_OVERDUE_AFTER = timedelta(hours=24)
-"""How long a deletion may stay in a stage without a deadline before `list` calls it overdue."""
-
-_WAITING_STAGES = (Stage.AWAITING_TASKS, Stage.AWAITING_VERIFICATION)
-"""Stages that wait with a deadline, after which the run ends as EXPIRED."""
-
-
-class ListedDeletion(DeletionStatus):
-    """A deletion as `list` shows it: its recorded status, since when it is in its stage and
-    whether it is overdue (see `DeletionClient.list`)."""
-
-    stage_since: datetime
-    overdue: Literal["deadline_passed", "stalled"] | None = None
-
-
 @dataclass(frozen=True)
 class StartedDeletion:
     workflow_id: str
@@ -177,7 +161,7 @@ class DeletionClient:
                 ]
             ),
             static_summary=f"Deletion of account {account_id}, requested by {requested_by}",
-            static_details=_static_details(request),
+            static_details=static_details(request),
         )
         assert handle.result_run_id is not None
         return StartedDeletion(workflow_id, handle.result_run_id, started=True)
@@ -217,14 +201,7 @@ class DeletionClient:
         running = [p for p in status.products if p.state in (PurgeState.RUNNING, PurgeState.FAILED)]
         if not running:
             return status
-        rows = {
-            row["product"]: row["rows"]
-            for row in await self._pool.fetch(
-                "select product, sum(rows)::bigint as rows from purge_progress"
-                " where account_id = $1 group by product",
-                status.account_id,
-            )
-        }
+        rows = await rows_purged(self._pool, status.account_id)
         for progress in running:
             progress.rows = rows.get(progress.product, 0)
         return status
@@ -315,30 +292,9 @@ class DeletionClient:
         - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
           stage such as PURGING) and has not changed stage for longer than `overdue_after`.
         """
-        rows = await self._pool.fetch(
-            """
-            with listed as (
-                select workflow_id, account_id, stage, requested_by, pending_tasks, products,
-                    closed_at, deadline, updated_at,
-                    case
-                        when closed_at is not null then null
-                        when stage = any($3::text[]) then
-                            case when deadline < now() then 'deadline_passed' end
-                        when updated_at < now() - $4::interval then 'stalled'
-                    end as overdue
-                from deletions
-            )
-            select * from listed
-            where ($1::text is null or stage = $1) and (not $5 or overdue is not null)
-            order by updated_at desc limit $2
-            """,
-            stage.value if stage else None,
-            limit,
-            [s.value for s in _WAITING_STAGES],
-            overdue_after,
-            overdue,
+        return await list_deletions(
+            self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after
         )
-        return [_listed_from_row(row) for row in rows]
 
     async def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
         await self._account_status(account_id)
@@ -366,71 +322,7 @@ class DeletionClient:
         return status
 
     async def _recorded_status(self, account_id: str) -> DeletionStatus:
-        row = await self._pool.fetchrow(
-            """
-            select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at
-            from deletions where account_id = $1
-            """,
-            account_id,
-        )
-        if row is None:
+        status = await recorded_status(self._pool, account_id)
+        if status is None:
             raise DeletionNotFound(f"no deletion was requested for account {account_id}")
-        return _status_from_row(row)
-
-
-def _static_details(request: DeletionRequest) -> str:
-    """What an operator sees first in the Temporal UI: the flow and this run's limits (no PII)."""
-    policy = request.policy
-    return "\n".join(
-        [
-            f"Account **{request.account_id}**, requested by **{request.requested_by}**.",
-            "",
-            "Flow: check prerequisites → verify a one-time code → freeze → purge every product"
-            " (point of no return) → release identifiers → finalize.",
-            "",
-            f"- pending tasks expire after {policy.tasks_deadline}, checked every"
-            f" {policy.recheck_interval}",
-            f"- confirmation expires after {policy.verification_deadline}; codes of"
-            f" {policy.code_digits} digits valid {policy.code_ttl}, {policy.code_attempts}"
-            " attempts each",
-            f"- purges retried {policy.purge_attempts} times, heartbeat timeout"
-            f" {policy.purge_heartbeat_timeout}",
-            "",
-            "Stuck? `DeletionStage` shows where; `PURGE_BLOCKED` waits for `retry_failed_purges`.",
-        ]
-    )
-
-
-def _status_from_row(row: asyncpg.Record) -> DeletionStatus:
-    stage = Stage(row["stage"])
-    return DeletionStatus(
-        account_id=row["account_id"],
-        workflow_id=row["workflow_id"],
-        stage=stage,
-        requested_by=row["requested_by"],
-        pending_tasks=[PendingTask.model_validate(task) for task in row["pending_tasks"]],
-        products=sorted(
-            (ProductProgress.model_validate(p) for p in row["products"].values()),
-            key=lambda progress: _REGISTRY_ORDER.get(progress.product, len(_REGISTRY_ORDER)),
-        ),
-        identifiers_released=stage is Stage.DELETED,
-        verified=stage in _VERIFIED_STAGES,
-    )
-
-
-def _listed_from_row(row: asyncpg.Record) -> ListedDeletion:
-    fields = dict(_status_from_row(row))
-    fields["deadline"] = row["deadline"] if row["closed_at"] is None else None
-    return ListedDeletion(**fields, stage_since=row["updated_at"], overdue=row["overdue"])
-
-
-_REGISTRY_ORDER = {product.name: index for index, product in enumerate(PRODUCTS)}
-"""Products are shown in the registry's order, as the running workflow shows them."""
-
-_VERIFIED_STAGES = {
-    Stage.FREEZING,
-    Stage.PURGING,
-    Stage.PURGE_BLOCKED,
-    Stage.RELEASING_IDENTIFIERS,
-    Stage.DELETED,
-}
+        return status

@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.config import Settings
-from service.cli import build_parser
+from service.cli.parser import build_parser
 from service.embedded import DATABASE_NAME, SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,16 +14,14 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-import demo.seed as demo_module
+import demo as demo_module
 from accounts.registration import RegistrationRequest, register_account
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from contract.errors import PURGE_REFUSED
 from contract.models import AccountRef, PurgeProductInput, TaskCategory
 from contract.names import workflow_id_for
-from demo.seed import (
-    DEFAULT_SIZES,
-    LEGAL_HOLD_REASON,
+from demo import (
     SCENARIOS,
     SEEDED_EVENT,
     DemoAccountConflict,
@@ -31,6 +29,8 @@ from demo.seed import (
     demo_request,
     seed_demo,
 )
+from demo.residual import DEFAULT_SIZES
+from demo.scenarios import LEGAL_HOLD_REASON
 from registry.products import PRODUCTS
 from tests.support import table_snapshot
 

@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowExecution
 from contract.models import DeletionPolicy
 from contract.names import DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
-from demo.seed import DemoSizes, seed_demo
+from demo import DemoSizes, seed_demo
 from registry.products import PRODUCTS
 from service.embedded import installed_binary
 from starter.client import DeletionClient

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from contract.models import DeletionStatus, ProductProgress, PurgeState
 
 if TYPE_CHECKING:
-    from starter.client import ListedDeletion
+    from starter.records import ListedDeletion
 
 _MARK = {
     PurgeState.PENDING: "·",

@@ -1,0 +1,52 @@
+"""The `account-deletion` command: the embedded stack, the processes, migrations, demo data,
+registration and the operator verbs.
+
+Exit codes: 0 done, 1 refused (the message says why), 2 bad usage, 3 not found,
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from core.config import ConfigurationError, Settings
+from service.cli import admin, operator
+from service.cli.common import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_USAGE, err
+from service.cli.parser import build_parser
+
+_COMMANDS = admin.COMMANDS | operator.COMMANDS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    from core.observability import configure_logging
+
+    # JSON for the long-running processes whose logs a collector reads; text for people.
+    configure_logging(
+        settings, default_format="json" if args.command in ("worker", "api") else "text"
+    )
+    command: str = args.command
+    if command != "dev":
+        from service.embedded import embedded_defaults
+
+        try:
+            settings = embedded_defaults(settings)
+        except RuntimeError as error:
+            err(str(error))
+            return EXIT_REFUSED
+    if command == "dev":
+        return admin.dev(settings, args)
+    try:
+        if command == "worker":
+            return admin.worker(settings)
+        if command == "api":
+            return admin.serve_api(settings, args.host, args.port)
+        handler = _COMMANDS[command]
+        return asyncio.run(handler(settings, args))
+    except ConfigurationError as error:
+        err(str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

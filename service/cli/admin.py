@@ -1,0 +1,103 @@
+"""The commands that run or prepare the product: `dev`, `worker`, `api`, `migrate`, `seed-demo`
+and `register`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from core.config import ConfigurationError, Settings
+from service.cli.common import EXIT_REFUSED, Command, database, err, invalid, out, to_json
+
+
+def dev(settings: Settings, args: argparse.Namespace) -> int:
+    from service.dev import run_dev
+
+    return run_dev(settings, load_demo=not args.no_demo)
+
+
+def worker(settings: Settings) -> int:
+    from worker import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def serve_api(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from service.api import create_app
+
+    settings = settings.model_copy(
+        update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
+    )
+    app = create_app(settings)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+    # that was there before it: this one, so that a graceful stop exits with status 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # uvicorn's own lines go through our logging (JSON); no access log: it would record the
+    # verification page's links, which are credentials (request metrics count requests).
+    uvicorn.run(
+        app, host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+    )
+    return 0
+
+
+async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from store.db import migrate, wait_for_database
+
+    if settings.database_url is None:
+        raise ConfigurationError("DATABASE_URL is not set")
+    await wait_for_database(settings.database_url)
+    async with database(settings) as pool, pool.acquire() as conn:
+        applied = await migrate(conn)
+    out(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "up to date")
+    return 0
+
+
+async def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from demo import seed_demo
+
+    async with database(settings) as pool:
+        scenarios = await seed_demo(pool)
+    if args.json:
+        out(json.dumps(scenarios))
+    else:
+        for name, account_id in scenarios.items():
+            out(f"{name:<12} {account_id}")
+    return 0
+
+
+async def _register(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
+
+    try:
+        request = RegistrationRequest(
+            user_name=args.user_name,
+            email=args.email,
+            phone=args.phone,
+            display_name=args.display_name,
+        )
+    except ValidationError as error:
+        return invalid(error)
+    async with database(settings) as pool:
+        try:
+            account = await register_account(pool, request)
+        except IdentifierTaken as taken:
+            err(str(taken))
+            return EXIT_REFUSED
+    out(to_json(account))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "migrate": _migrate,
+    "seed-demo": _seed,
+    "register": _register,
+}
+"""The asynchronous commands, by name (`dev`, `worker` and `api` run their own loops)."""

@@ -1,0 +1,167 @@
+"""The `account-deletion` command line: its subcommands, their options and argument types.
+
+Argument types refuse bad values with argparse's usage error (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN
+
+if TYPE_CHECKING:
+    from contract.stages import Stage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="account-deletion",
+        description="Durable, verifiable deletion of cloud customer accounts.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser(
+        "dev", help="run the whole product on embedded Temporal and PostgreSQL"
+    )
+    dev.add_argument("--no-demo", action="store_true", help="do not load the demo accounts")
+    commands.add_parser("worker", help="run a worker on the task queue")
+    api = commands.add_parser("api", help="serve the HTTP API and the verification page")
+    api.add_argument("--host", default=None, help="bind address (env API_HOST)")
+    api.add_argument("--port", type=int, default=None, help="port (env API_PORT)")
+    commands.add_parser("migrate", help="apply the database migrations")
+    seed = commands.add_parser("seed-demo", help="create the demo accounts (idempotent)")
+    seed.add_argument("--json", action="store_true", help="print {scenario: account_id} as JSON")
+
+    register = commands.add_parser("register", help="register an account")
+    register.add_argument("--user-name", required=True)
+    register.add_argument("--email", required=True)
+    register.add_argument("--phone", required=True, help="international format, e.g. +14155550123")
+    register.add_argument("--display-name")
+
+    def account_verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        verb = commands.add_parser(name, help=help_text)
+        verb.add_argument("account_id", type=_account_id)
+        return verb
+
+    start = account_verb("start", "start the deletion of an account (idempotent)")
+    start.add_argument("--requested-by", default="operator")
+    status = account_verb("status", "show a deletion's stage, pending tasks and products")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="redraw the status with a progress bar of rows purged per product until the run "
+        "ends (DELETED, CANCELLED or EXPIRED), then print the final status and exit 0; "
+        "on a terminal the screen is redrawn, otherwise each change is printed anew",
+    )
+    status.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between redraws with --watch (default 1)",
+    )
+    verify = account_verb("verify", "submit the verification code the user received")
+    verify.add_argument("code", type=_code)
+    account_verb("resend", "send a new verification code")
+    account_verb("recheck", "check the pending tasks again now")
+    account_verb("retry", "retry the products whose purge failed")
+    cancel = account_verb("cancel", "cancel before the point of no return")
+    cancel.add_argument("--reason", type=_plain_text)
+    account_verb("receipt", "print the receipt of a finished deletion as JSON")
+    listing = commands.add_parser(
+        "list",
+        help="list deletions, most recently changed first",
+        description="Deletions as recorded in PostgreSQL, most recently changed first. "
+        "An open deletion is OVERDUE when it waits with a deadline (AWAITING_TASKS, "
+        "AWAITING_VERIFICATION) and the deadline has passed: the run should have ended as "
+        "EXPIRED, so no worker is moving it; or when it is in any other stage (PURGE_BLOCKED "
+        "waiting for a fix and `retry`, or a working stage such as PURGING) and has not changed "
+        "stage for longer than --overdue-after.",
+    )
+    listing.add_argument(
+        "--stage",
+        type=_stage,
+        help="only deletions in this stage, e.g. PURGE_BLOCKED (case-insensitive)",
+    )
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only overdue deletions: open, with their wait's deadline passed, or without a "
+        "deadline and no stage change for longer than --overdue-after",
+    )
+    listing.add_argument(
+        "--overdue-after",
+        type=_duration,
+        metavar="DURATION",
+        help="how long a deletion may stay in a stage without a deadline (PURGE_BLOCKED, "
+        "PURGING, ...) before it counts as overdue: 90s, 30m, 24h, 7d (default 24h)",
+    )
+    listing.add_argument("--limit", type=_positive_int, default=50, help="at most this many")
+    return parser
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.fullmatch(text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a whole number and a unit: 90s, 30m, 24h, 7d)"
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _stage(text: str) -> Stage:
+    from contract.stages import Stage
+
+    try:
+        return Stage(text.strip().upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown stage {text!r}; one of " + ", ".join(stage.value for stage in Stage)
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0.1 and 3600, not {text!r}")
+    return value
+
+
+def _matching(pattern: str, expected: str) -> Callable[[str], str]:
+    """An argparse type that refuses a value without repeating it (it may be a code, or hold
+    characters that would garble the terminal)."""
+
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise argparse.ArgumentTypeError(expected)
+        return value
+
+    return check
+
+
+_account_id = _matching(
+    ACCOUNT_ID_PATTERN, "not an account id (letters, digits, '-' and '_', like acct-3f9a0c1d)"
+)
+_code = _matching(CODE_PATTERN, "a verification code is 6 to 8 digits")
+_plain_text = _matching(PLAIN_TEXT_PATTERN, "must not contain control characters")
