@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,11 +98,27 @@ def test_no_module_or_function_is_too_long_to_read() -> None:
 
 
 def test_the_readme_layout_table_matches_the_tree() -> None:
+    """Paths in a row's first cell are the repository's; file names in its description are in
+    that row's folder."""
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
-    named = set(re.findall(r"`([\w./-]+)`", section))
-    paths = {name for name in named if "/" in name or name.endswith(".py")}
+    paths: set[str] = set()
+    for row in re.findall(r"^\| (.+?) \| (.*) \|$", section, flags=re.M):
+        named, described = (re.findall(r"`([\w./-]+)`", cell) for cell in row)
+        if not named:
+            continue
+        folder = named[0] if named[0].endswith("/") else str(Path(named[0]).parent) + "/"
+        paths |= set(named)
+        paths |= {folder + name for name in described if name.endswith((".py", "/"))}
     missing = sorted(path for path in paths if not (REPO_ROOT / path).exists())
     assert not missing, f"the layout table names paths that do not exist: {missing}"
     tops = {path.split("/")[0].removesuffix(".py") for path in paths}
     assert PACKAGES <= tops, f"the layout table leaves out {sorted(PACKAGES - tops)}"
+
+
+def test_the_installed_distribution_holds_every_package() -> None:
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    included = config["packages"]["find"]["include"]
+    for package in PACKAGES - {"worker", "benchmarks"}:
+        assert f"{package}*" in included, f"pyproject.toml does not install {package}"
+    assert config["py-modules"] == ["worker"]
