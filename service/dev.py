@@ -78,7 +78,7 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
             stack.callback(temporal.stop)
             update["temporal_address"] = temporal.address
             # Its UI has no login, so it cannot authenticate to the codec server: trust it
-            # from this machine, by its origin (see service.codec_server).
+            # from this machine, by its origin (see service.api.codec_access).
             update["codec_trust_local_ui"] = True
             ui_url = temporal.ui_url
         settings = settings.model_copy(update=update)

@@ -29,7 +29,7 @@ from contract.models import DeletionStatus
 from contract.stages import Stage
 from core.config import Settings
 from service.api import create_app
-from service.links import LinkSigner
+from service.api.links import LinkSigner
 from starter.client import DeletionClient
 from tests.support import Inbox, new_account, running_worker, wait_for_stage
 

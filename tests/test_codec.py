@@ -36,7 +36,7 @@ from core.codec import (
 )
 from core.config import ConfigurationError, Settings
 from service.api import create_app
-from service.codec_server import SESSION_COOKIE, allowed_origins
+from service.api.codec_access import SESSION_COOKIE, allowed_origins
 from service.dev import _dev_payload_keys
 from service.embedded import EmbeddedTemporal, embedded_defaults
 from starter.client import connect

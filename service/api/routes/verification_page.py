@@ -1,23 +1,27 @@
 """The verification page: where the user enters the code, asks for a new one, or cancels.
 
 Plain HTML forms (works without JavaScript), labelled inputs, visible focus, high contrast.
-Every action redirects back to the page, which shows the outcome in words.
-"""
+Every action redirects back to the page, which shows the outcome in words. No token: the
+signed link under /verify/{link} is the credential.
 
-from __future__ import annotations
+(No `from __future__ import annotations`: FastAPI evaluates these annotations.)
+"""
 
 import asyncio
 from datetime import UTC, datetime
 from html import escape
+from typing import Annotated
 
-from fastapi import FastAPI, Form, Request
+from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from contract.models import DeletionStatus, VerificationOutcome
 from contract.stages import Stage
-from core.config import Settings
-from service.links import InvalidLink, LinkClaims, LinkSigner
+from service.api.deps import Deletions, Signer
+from service.api.links import InvalidLink, LinkClaims
 from starter.client import DeletionClient, DeletionError
+
+router = APIRouter(prefix="/verify/{link}", include_in_schema=False)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;
@@ -140,25 +144,25 @@ def _render(link: str, status: DeletionStatus, notice: str | None) -> HTMLRespon
     return _page("Delete your account", "".join(parts), refresh=in_progress)
 
 
-def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings) -> None:
-    def client(request: Request) -> DeletionClient:
-        return DeletionClient(
-            request.app.state.client, request.app.state.pool, settings.temporal_task_queue
-        )
+async def link_claims(link: str, signer: Signer, deletions: Deletions) -> LinkClaims | None:
+    """The link's claims if it is genuine, unexpired and for the account's current run."""
+    try:
+        claim = signer.verify(link)
+    except InvalidLink:
+        return None
+    try:
+        current = await deletions.current_run_id(claim.account_id)
+    except DeletionError:
+        return None
+    return claim if current == claim.run_id else None
 
-    async def claims(link: str, request: Request) -> LinkClaims | None:
-        """The link's claims if it is genuine, unexpired and for the account's current run."""
-        try:
-            claim = signer.verify(link)
-        except InvalidLink:
-            return None
-        try:
-            current = await client(request).current_run_id(claim.account_id)
-        except DeletionError:
-            return None
-        return claim if current == claim.run_id else None
 
-    refused = _page(
+Claims = Annotated[LinkClaims | None, Depends(link_claims)]
+"""None when the link does not open the page: the route answers `_refused()`."""
+
+
+def _refused() -> HTMLResponse:
+    return _page(
         "This link does not work",
         _note(
             "The link is not valid or has expired. Open the deletion again from the console "
@@ -168,56 +172,63 @@ def mount_verification_page(app: FastAPI, signer: LinkSigner, settings: Settings
         status_code=403,
     )
 
-    def back(link: str, notice: str | None = None) -> Response:
-        target = f"/verify/{link}" + (f"?notice={notice}" if notice else "")
-        return RedirectResponse(target, status_code=303)
 
-    @app.get("/verify/{link}", include_in_schema=False)
-    async def show(link: str, request: Request, notice: str | None = None) -> Response:
-        if (claim := await claims(link, request)) is None:
-            return refused
-        try:
-            status = await client(request).status(claim.account_id)
-        except DeletionError:
-            return refused
-        return _render(link, status, _NOTICES.get(notice or ""))
+def _back(link: str, notice: str | None = None) -> Response:
+    target = f"/verify/{link}" + (f"?notice={notice}" if notice else "")
+    return RedirectResponse(target, status_code=303)
 
-    @app.post("/verify/{link}/code", include_in_schema=False)
-    async def submit(link: str, request: Request, code: str = Form("")) -> Response:
-        if (claim := await claims(link, request)) is None:
-            return refused
-        deletions = client(request)
-        code = code.strip().replace(" ", "")
-        if not code.isdigit() or not 4 <= len(code) <= 10:  # also what a browser let through
-            return back(link, "digits")
-        try:
-            await deletions.verify(claim.account_id, code)
-        except DeletionError:
-            return back(link, "not_now")
-        # The outcome is in the status now; the page shows it after the redirect.
-        return back(link)
 
-    @app.post("/verify/{link}/resend", include_in_schema=False)
-    async def resend(link: str, request: Request) -> Response:
-        if (claim := await claims(link, request)) is None:
-            return refused
-        try:
-            await client(request).resend_code(claim.account_id)
-        except DeletionError:
-            return back(link, "resend_refused")
-        return back(link, "resent")
+@router.get("")
+async def show(
+    link: str, claim: Claims, deletions: Deletions, notice: str | None = None
+) -> Response:
+    if claim is None:
+        return _refused()
+    try:
+        status = await deletions.status(claim.account_id)
+    except DeletionError:
+        return _refused()
+    return _render(link, status, _NOTICES.get(notice or ""))
 
-    @app.post("/verify/{link}/cancel", include_in_schema=False)
-    async def cancel(link: str, request: Request) -> Response:
-        if (claim := await claims(link, request)) is None:
-            return refused
-        deletions = client(request)
-        try:
-            await deletions.cancel(claim.account_id, "cancelled on the verification page")
-        except DeletionError:
-            return back(link, "cancel_refused")
-        await _cancel_shown(deletions, claim.account_id)
-        return back(link)
+
+@router.post("/code")
+async def submit(
+    link: str, claim: Claims, deletions: Deletions, code: Annotated[str, Form()] = ""
+) -> Response:
+    if claim is None:
+        return _refused()
+    code = code.strip().replace(" ", "")
+    if not code.isdigit() or not 4 <= len(code) <= 10:  # also what a browser let through
+        return _back(link, "digits")
+    try:
+        await deletions.verify(claim.account_id, code)
+    except DeletionError:
+        return _back(link, "not_now")
+    # The outcome is in the status now; the page shows it after the redirect.
+    return _back(link)
+
+
+@router.post("/resend")
+async def resend(link: str, claim: Claims, deletions: Deletions) -> Response:
+    if claim is None:
+        return _refused()
+    try:
+        await deletions.resend_code(claim.account_id)
+    except DeletionError:
+        return _back(link, "resend_refused")
+    return _back(link, "resent")
+
+
+@router.post("/cancel")
+async def cancel(link: str, claim: Claims, deletions: Deletions) -> Response:
+    if claim is None:
+        return _refused()
+    try:
+        await deletions.cancel(claim.account_id, "cancelled on the verification page")
+    except DeletionError:
+        return _back(link, "cancel_refused")
+    await _cancel_shown(deletions, claim.account_id)
+    return _back(link)
 
 
 _NOTICES = {

@@ -1,0 +1,90 @@
+"""Builds the app: its state, lifespan, middleware, error handlers and routers.
+
+JSON under /v1 with a bearer token; the OpenAPI document at /openapi.json (docs at /docs).
+The verification page under /verify/{link} needs no token: the signed link is the credential.
+The routes themselves are in `service.api.routes`, one module per resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from core.config import ConfigurationError, Settings
+from core.observability import RequestMetrics
+from service.api.codec_access import CodecAccess
+from service.api.links import LinkSigner
+from service.api.middleware import add_middleware
+from service.api.problems import EXCEPTION_HANDLERS
+from service.api.routes import accounts, codec, deletions, health, verification_page
+
+ROUTERS = (
+    health.router,
+    accounts.router,
+    deletions.router,
+    verification_page.router,
+    codec.router,
+)
+"""In the order the app tries them (their paths do not overlap)."""
+
+
+def create_app(
+    settings: Settings, *, pool: asyncpg.Pool | None = None, client: Client | None = None
+) -> FastAPI:
+    """The app; given a pool and client it uses them, otherwise it opens its own at start-up."""
+    if not settings.api_token:
+        raise ConfigurationError("API_TOKEN is not set: the API refuses to run without a token")
+    signer = LinkSigner(settings.link_secret())
+    codec_access = CodecAccess(settings)
+    app = FastAPI(
+        title="account-deletion",
+        version="1",
+        description=(
+            "Durable, verifiable deletion of cloud customer accounts. Start a deletion, show "
+            "its pending tasks and progress, pass on the user's code, retry or cancel."
+        ),
+        lifespan=_lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.settings = settings
+    app.state.signer = signer
+    app.state.codec_access = codec_access
+    app.state.metrics = RequestMetrics()
+    app.state.pool, app.state.client = pool, client
+    add_middleware(app)
+    # The request metrics label a request by the route the router will pick; FastAPI keeps an
+    # included router as one entry of `app.routes`, so they get every route, in order.
+    routes = list(app.routes)
+    for router in ROUTERS:
+        app.include_router(router)
+        routes.extend(router.routes)
+    app.state.routes = routes
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Uses the pool and client `create_app` was given, or opens its own for the app's life."""
+    if app.state.pool is not None and app.state.client is not None:
+        yield
+        return
+    async with _services(app.state.settings) as (own_pool, own_client):
+        app.state.pool, app.state.client = own_pool, own_client
+        yield
+
+
+@asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Client]]:
+    from starter.client import connect
+    from store.db import create_pool
+
+    if settings.database_url is None:
+        raise ConfigurationError("DATABASE_URL is not set")
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        stack.push_async_callback(pool.close)
+        yield pool, await connect(settings)

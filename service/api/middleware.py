@@ -1,0 +1,96 @@
+"""The app's middleware: request bodies limited in size, and every request counted.
+
+`add_middleware` adds them in the one order that works: the counter outermost (so it also
+counts the 413s), then the Content-Length check, then the count of a body as it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.observability import RequestMetrics, route_template
+from service.api.codec_access import CODEC_PATH
+from service.api.problems import problem
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024
+"""The codec server receives whole histories' payloads (receipts can be large)."""
+
+
+def body_limit(path: str) -> int:
+    return MAX_CODEC_BODY_BYTES if path.startswith(f"{CODEC_PATH}/") else MAX_BODY_BYTES
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are limited to {limit} bytes")
+
+
+class CountedBody:
+    """Wraps the ASGI `receive` of a request: past the route's limit, the body read fails
+    with 413 (FastAPI passes HTTP exceptions raised while reading a body through)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        received = 0
+        limit = body_limit(scope["path"])
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self._app(scope, counted, send)
+
+
+async def limit_body(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    limit = body_limit(request.url.path)
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return problem(413, "body_too_large", BodyTooLarge(limit).detail)
+    # A body without Content-Length (chunked) is counted as it arrives (CountedBody).
+    return await call_next(request)
+
+
+async def count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Labels by the route template the router will pick, found before the call: a request
+    refused by the body limit is counted under its route too."""
+    routes: list[BaseRoute] = request.app.state.routes
+    metrics: RequestMetrics = request.app.state.metrics
+    route = route_template(routes, request.scope)
+    started = time.perf_counter()
+    status_code = 500
+    try:
+        response = await call_next(request)
+        status_code = response.status_code
+        return response
+    finally:
+        metrics.observe(request.method, route, status_code, time.perf_counter() - started)
+
+
+def add_middleware(app: FastAPI) -> None:
+    app.add_middleware(CountedBody)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=limit_body)
+    # Added after the body limit, so it is the outer one and also counts the 413s.
+    app.add_middleware(BaseHTTPMiddleware, dispatch=count_requests)

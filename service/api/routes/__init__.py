@@ -1,0 +1,1 @@
+"""One module per resource, each a module-level `router` that `service.api.main` includes."""
