@@ -29,8 +29,14 @@ from core.observability import (
 )
 from service.api import create_app
 from starter.client import DeletionClient
-from tests.conftest import REPO_ROOT
-from tests.support import Inbox, in_process_api, new_account, running_worker, start_and_receive_code
+from tests.support import (
+    REPO_ROOT,
+    Inbox,
+    in_process_api,
+    new_account,
+    running_worker,
+    start_and_receive_code,
+)
 from tests.test_processes import free_port
 
 TOKEN = "observability-token-0123456789"
