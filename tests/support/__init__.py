@@ -17,6 +17,7 @@
 from tests.support.data import (
     assert_deleted_exactly_once,
     attach_every_prerequisite,
+    contact_of,
     new_account,
     object_locked,
     purged_rows,
@@ -29,6 +30,7 @@ from tests.support.inbox import CODE, Inbox
 from tests.support.runs import (
     HISTORIES,
     TAKEOVER_POLICY,
+    confirm_after_one_wrong_code,
     record_history,
     start_and_receive_code,
     start_and_receive_code_by_webhook,
@@ -61,6 +63,8 @@ __all__ = [
     "Stack",
     "assert_deleted_exactly_once",
     "attach_every_prerequisite",
+    "confirm_after_one_wrong_code",
+    "contact_of",
     "dsn_for",
     "in_process_api",
     "migrate_database",

@@ -58,6 +58,15 @@ async def new_account(pool: asyncpg.Pool, name: str | None = None) -> str:
     return account_id
 
 
+async def contact_of(pool: asyncpg.Pool, account_id: str) -> asyncpg.Record:
+    """The account's email and phone: what must never show in logs or histories."""
+    account = await pool.fetchrow(
+        "select email, phone from accounts where account_id = $1", account_id
+    )
+    assert account is not None
+    return account
+
+
 def _phone() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
 

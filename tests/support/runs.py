@@ -36,6 +36,17 @@ async def start_and_receive_code(
     return code
 
 
+async def confirm_after_one_wrong_code(
+    deletions: DeletionClient, inbox: Inbox, account_id: str
+) -> str:
+    """Starts a deletion, submits one wrong code and then the right one (through the update);
+    returns the right code."""
+    code = await start_and_receive_code(deletions, inbox, account_id)
+    await deletions.verify(account_id, "000000" if code != "000000" else "111111")
+    await deletions.verify(account_id, code)
+    return code
+
+
 async def start_and_receive_code_by_webhook(
     deletions: DeletionClient, gateway: Gateway, account_id: str, *, requested_by: str
 ) -> str:
