@@ -1,4 +1,6 @@
-"""Real parts for every test: a Temporal dev server and a PostgreSQL, started once per session.
+"""The fixtures of every test: a Temporal dev server and a PostgreSQL, started once per session;
+a fresh database, a task queue, a `stack` (inbox, deletion client, worker) and an `api` per test.
+The plain helpers behind them live in `tests/support/`.
 
 `TEMPORAL_ADDRESS` and `DATABASE_URL` switch to servers that are already running.
 Each test that needs the database gets a fresh database cloned from a migrated template.
@@ -9,17 +11,27 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from core.codec import data_converter_for_keys
+from core.config import Settings
+from service.api import create_app
 from service.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, installed_binary
-from store.db import create_pool, migrate
+from store.db import create_pool
+from tests.support import (
+    API_TOKEN,
+    Stack,
+    dsn_for,
+    in_process_api,
+    migrate_database,
+    new_database,
+)
 
 TEMPLATE_DATABASE = "account_deletion_test_template"
 
@@ -35,14 +47,6 @@ def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     server.stop()
 
 
-def _dsn_for(admin_dsn: str, database: str) -> str:
-    """The same server and credentials, another database."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(admin_dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 @pytest.fixture(scope="session")
 async def database_template(postgres_admin_dsn: str) -> str:
     """A migrated database that each test database is cloned from (fast: a file copy)."""
@@ -52,11 +56,7 @@ async def database_template(postgres_admin_dsn: str) -> str:
         await admin.execute(f"create database {TEMPLATE_DATABASE}")
     finally:
         await admin.close()
-    conn = await asyncpg.connect(_dsn_for(postgres_admin_dsn, TEMPLATE_DATABASE))
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrate_database(dsn_for(postgres_admin_dsn, TEMPLATE_DATABASE))
     return TEMPLATE_DATABASE
 
 
@@ -64,17 +64,8 @@ async def database_template(postgres_admin_dsn: str) -> str:
 async def database_url(postgres_admin_dsn: str, database_template: str) -> AsyncIterator[str]:
     """DSN of a fresh, migrated, empty database for this test alone."""
     name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    try:
-        await admin.execute(f"create database {name} template {database_template}")
-    finally:
-        await admin.close()
-    yield _dsn_for(postgres_admin_dsn, name)
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    try:
-        await admin.execute(f"drop database if exists {name} with (force)")
-    finally:
-        await admin.close()
+    async with new_database(postgres_admin_dsn, name, template=database_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -131,7 +122,33 @@ def task_queue() -> str:
     return f"test-{uuid.uuid4()}"
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# --- the stack a test drives deletions on ----------------------------------------------------
+
+
+@pytest.fixture
+def stack(client: Client, pool: asyncpg.Pool, task_queue: str) -> Stack:
+    """Client, pool, this test's task queue, an inbox and a deletion client; a worker serving
+    them, delivering to the inbox, runs inside `async with stack.worker():`.
+
+    A module whose runs need another server overrides `client` (tests/test_timers.py)."""
+    return Stack(client, pool, task_queue)
+
+
+@pytest.fixture
+def api_token() -> str:
+    """The token the `api` fixture's app accepts; a module may override it."""
+    return API_TOKEN
+
+
+@pytest.fixture
+async def api(
+    client: Client, pool: asyncpg.Pool, task_queue: str, api_token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the API app in this process, on this test's pool and task queue."""
+    settings = Settings(api_token=api_token, temporal_task_queue=task_queue)
+    app = create_app(settings, pool=pool, client=client)
+    async with in_process_api(app) as http:
+        yield http
 
 
 # --- order -----------------------------------------------------------------------------------

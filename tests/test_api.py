@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import httpx
 import pytest
@@ -12,22 +10,17 @@ from temporalio.client import Client
 from contract.stages import Stage
 from core.config import Settings
 from service.api import create_app
-from starter.client import DeletionClient
 from store.db import create_pool
-from tests.support import Inbox, in_process_api, new_account, running_worker, wait_for_stage
+from tests.support import (
+    API_TOKEN,
+    Stack,
+    in_process_api,
+    new_account,
+    wait_for_stage,
+)
 
-TOKEN = "test-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-async def api(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(api_token=TOKEN, temporal_task_queue=task_queue)
-    app = create_app(settings, pool=pool, client=client)
-    async with in_process_api(app) as http:
-        yield http
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+"""The `api` fixture's token (conftest.py)."""
 
 
 JANE = {"user_name": "jane", "email": "Jane@Example.com", "phone": "+1 415 555 0123"}
@@ -116,19 +109,17 @@ async def test_openapi_document_lists_the_public_routes(api: httpx.AsyncClient) 
 
 
 async def test_a_deletion_through_the_api_and_the_verification_page(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str
+    api: httpx.AsyncClient, stack: Stack
 ) -> None:
-    inbox = Inbox()
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         started = await api.post(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
         assert started.status_code == 202
         page_url = started.json()["verification_url"]
         page_path = "/" + page_url.split("/", 3)[3]
         code = await inbox.next_code(account_id)
-        await wait_for_stage(
-            DeletionClient(client, pool, task_queue), account_id, Stage.AWAITING_VERIFICATION
-        )
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
 
         retry_now = await api.post(f"/v1/accounts/{account_id}/deletion/retry", headers=AUTH)
         assert retry_now.status_code == 409
@@ -163,7 +154,6 @@ async def test_a_deletion_through_the_api_and_the_verification_page(
         )
         assert accepted.status_code == 200
         assert accepted.json()["outcome"] == "accepted"
-        deletions = DeletionClient(client, pool, task_queue)
         await (await deletions.handle(account_id)).result()
         status = await api.get(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
         assert status.json()["stage"] == "DELETED"
@@ -190,11 +180,11 @@ async def test_a_422_names_the_field_without_echoing_the_value(api: httpx.AsyncC
 
 
 async def test_a_link_from_an_earlier_deletion_does_not_open_a_later_one(
-    api: httpx.AsyncClient, client: Client, pool: asyncpg.Pool, task_queue: str
+    api: httpx.AsyncClient, stack: Stack
 ) -> None:
+    pool, deletions = stack.pool, stack.deletions
     account_id = await new_account(pool)
-    deletions = DeletionClient(client, pool, task_queue)
-    async with running_worker(client, pool, task_queue, Inbox()):
+    async with stack.worker():
         first = await api.post(f"/v1/accounts/{account_id}/deletion", headers=AUTH)
         old_page = "/" + first.json()["verification_url"].split("/", 3)[3]
         await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
@@ -239,7 +229,7 @@ async def test_readyz_reports_what_is_not_reachable(
     closed = await create_pool(database_url, max_size=1)
     await closed.close()
     app = create_app(
-        Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=closed, client=client
+        Settings(api_token=API_TOKEN, temporal_task_queue=task_queue), pool=closed, client=client
     )
     async with in_process_api(app) as http:
         not_ready = await http.get("/readyz")

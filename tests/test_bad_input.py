@@ -49,6 +49,7 @@ from tests.support import (
     Inbox,
     attach_every_prerequisite,
     new_account,
+    new_database,
     running_worker,
     start_and_receive_code,
     table_snapshot,
@@ -101,20 +102,9 @@ NO_EARLY_RESEND = DeletionPolicy(resend_interval=timedelta(hours=1))
 @pytest.fixture(scope="module")
 async def module_database(postgres_admin_dsn: str, database_template: str) -> AsyncIterator[str]:
     """One database for the module's rows (the per-test `database_url` is per function)."""
-    from urllib.parse import urlsplit, urlunsplit
-
     name = f"test_bad_input_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    try:
-        await admin.execute(f"create database {name} template {database_template}")
-    finally:
-        await admin.close()
-    yield urlunsplit(urlsplit(postgres_admin_dsn)._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    try:
-        await admin.execute(f"drop database if exists {name} with (force)")
-    finally:
-        await admin.close()
+    async with new_database(postgres_admin_dsn, name, template=database_template) as url:
+        yield url
 
 
 @asynccontextmanager

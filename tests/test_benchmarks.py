@@ -22,7 +22,7 @@ from benchmarks.harness import CpuMeter, Report
 from benchmarks.history import Shape, flat_in_rows
 from benchmarks.runner import BENCHMARKS, run_benchmark
 from benchmarks.stack import Stack, stack_on
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

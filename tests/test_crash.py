@@ -5,23 +5,22 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from temporalio.client import Client
 
-from contract.models import DeletionPolicy
-from contract.stages import Stage
 from starter.client import DeletionClient
-from tests.gateway import Gateway, running_gateway
 from tests.support import (
+    Gateway,
     assert_deleted_exactly_once,
     new_account,
     purged_rows,
+    running_gateway,
     seed_residual_rows,
-    wait_for_stage,
+    start_and_receive_code_by_webhook,
+    webhook_worker_env,
     worker_process,
 )
 
@@ -43,25 +42,14 @@ async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
     deletions = DeletionClient(client, pool, task_queue)
     gateway: Gateway
     with running_gateway() as gateway:
-        env = {
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": client.namespace,
-            "TEMPORAL_TASK_QUEUE": task_queue,
-            "DATABASE_URL": database_url,
-            "NOTIFIER": "webhook",
-            "NOTIFY_WEBHOOK_URL": gateway.url,
-            "PURGE_BATCH_SIZE": "100",
-            "WORKER_SHUTDOWN_SECONDS": "5",
-        }
+        env = webhook_worker_env(
+            client, task_queue, database_url, gateway, batch_size=100, shutdown_seconds=5
+        )
         log = tmp_path / "workers.log"
-        policy = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
         with worker_process(env, log) as first:
-            await deletions.start(account_id, requested_by="crash-test", policy=policy)
-            async with asyncio.timeout(60):
-                while not gateway.codes_for(account_id):
-                    await asyncio.sleep(0.1)
-            [code] = gateway.codes_for(account_id)
-            await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+            code = await start_and_receive_code_by_webhook(
+                deletions, gateway, account_id, requested_by="crash-test"
+            )
             await deletions.submit_code(account_id, code)
             async with asyncio.timeout(60):
                 while await purged_rows(pool, account_id) < total // 5:

@@ -28,27 +28,30 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from contract.models import DeletionPolicy, DeletionReceipt, SubmitCodeInput
+from contract.models import DeletionReceipt, SubmitCodeInput
 from contract.names import workflow_id_for
 from contract.stages import Stage
 from core.codec import data_converter_for_keys
-from service.embedded import EmbeddedPostgres, EmbeddedTemporal
+from service.embedded import EmbeddedTemporal
 from starter.client import DeletionClient
-from store.db import create_pool, migrate
+from store.db import create_pool
 from tests.conftest import TEST_PAYLOAD_KEYS
-from tests.gateway import Gateway, running_gateway
 from tests.replay import replay_every_history
 from tests.support import (
+    TAKEOVER_POLICY,
+    Gateway,
     assert_deleted_exactly_once,
+    migrated_embedded_postgres,
     new_account,
+    running_gateway,
     seed_residual_rows,
+    webhook_worker_env,
     worker_process,
 )
 from workflows.account_deletion import AccountDeletion
@@ -64,9 +67,6 @@ not moments, so that faults land inside them."""
 PURGE_BATCH_SIZE = 10
 """Since a batch is one statement, batches of 100 went so fast that a kill meant for the middle
 of the purges landed after their end (the third kill of a CI run on d94d26c)."""
-
-POLICY = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
-"""A purge whose worker died is retried after 3 s instead of 30."""
 
 PURGING_OR_LATER = {Stage.PURGING, Stage.PURGE_BLOCKED, Stage.RELEASING_IDENTIFIERS, Stage.DELETED}
 PAST_VERIFICATION = {Stage.FREEZING} | PURGING_OR_LATER
@@ -103,19 +103,17 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, timeou
 
 
 def worker_env(
-    *, temporal_address: str, namespace: str, task_queue: str, database_url: str, gateway: Gateway
+    client: Client, task_queue: str, database_url: str, gateway: Gateway
 ) -> dict[str, str]:
-    return {
-        "TEMPORAL_ADDRESS": temporal_address,
-        "TEMPORAL_NAMESPACE": namespace,
-        "TEMPORAL_TASK_QUEUE": task_queue,
-        "DATABASE_URL": database_url,
-        "NOTIFIER": "webhook",
-        "NOTIFY_WEBHOOK_URL": gateway.url,
-        "PURGE_BATCH_SIZE": str(PURGE_BATCH_SIZE),
-        "WORKER_SHUTDOWN_SECONDS": "2",
-        "LOG_FORMAT": "json",
-    }
+    return webhook_worker_env(
+        client,
+        task_queue,
+        database_url,
+        gateway,
+        batch_size=PURGE_BATCH_SIZE,
+        shutdown_seconds=2,
+        LOG_FORMAT="json",
+    )
 
 
 def free_ports(count: int) -> list[int]:
@@ -161,7 +159,7 @@ class Fleet:
     async def start(self) -> None:
         deletions = DeletionClient(self.client, self.pool, self.task_queue)
         for account_id in self.accounts:
-            await deletions.start(account_id, requested_by="fault-test", policy=POLICY)
+            await deletions.start(account_id, requested_by="fault-test", policy=TAKEOVER_POLICY)
 
     async def confirm(self, timeout: float = 120) -> None:
         """Each user types the latest code that reached them until their deletion is past
@@ -286,13 +284,7 @@ async def test_a_worker_sigkilled_again_and_again_mid_purge_loses_nothing_and_re
     kills: list[Kill] = []
     with reproducible_with(seed), running_gateway() as gateway, ExitStack() as workers:
         fleet = Fleet(client, pool, task_queue, gateway, seeded)
-        env = worker_env(
-            temporal_address=client.service_client.config.target_host,
-            namespace=client.namespace,
-            task_queue=task_queue,
-            database_url=database_url,
-            gateway=gateway,
-        )
+        env = worker_env(client, task_queue, database_url, gateway)
         log = tmp_path / "workers.log"
         worker = workers.enter_context(worker_process(env, log))
         await fleet.start()
@@ -345,13 +337,7 @@ async def test_the_temporal_server_killed_and_restarted_mid_purge_loses_nothing(
         task_queue = "account-deletion"
         with reproducible_with(seed), running_gateway() as gateway:
             fleet = Fleet(client, pool, task_queue, gateway, seeded)
-            env = worker_env(
-                temporal_address=server.address,
-                namespace=server.namespace,
-                task_queue=task_queue,
-                database_url=database_url,
-                gateway=gateway,
-            )
+            env = worker_env(client, task_queue, database_url, gateway)
             log = tmp_path / "worker.log"
             with worker_process(env, log) as worker:
                 await fleet.start()
@@ -406,61 +392,46 @@ async def test_postgresql_down_for_half_a_minute_mid_purge_delays_but_loses_noth
     rng = random.Random(seed)
     outage_at = rng.uniform(0.05, 0.5)
     directory = tmp_path_factory.mktemp("pg")  # short: the Unix socket lives in it
-    server = EmbeddedPostgres(directory / "data")
-    # start() runs its own event loop (it creates the database): off this one.
-    dsn = await asyncio.to_thread(server.start)
-    pool: asyncpg.Pool | None = None
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with migrated_embedded_postgres(directory / "data") as (server, dsn):
         pool = await create_pool(dsn, max_size=4)
-        seeded = await seed_accounts(pool)
-        with reproducible_with(seed), running_gateway() as gateway:
-            fleet = Fleet(client, pool, task_queue, gateway, seeded)
-            env = worker_env(
-                temporal_address=client.service_client.config.target_host,
-                namespace=client.namespace,
-                task_queue=task_queue,
-                database_url=dsn,
-                gateway=gateway,
-            )
-            log = tmp_path_factory.mktemp("pg-worker") / "worker.log"
-            with worker_process(env, log) as worker:
-                await fleet.start()
-                await fleet.confirm()
-                await fleet.purge_further(outage_at)
-                purged, in_flight = await fleet.purged(), await fleet.purges_in_flight()
-                assert 0 < purged < fleet.total and in_flight, (
-                    f"the outage must begin mid-purge: {purged} rows purged, {in_flight} running"
-                )
-                pool.terminate()  # the test's own connections go down with the server
-                log_size = log.stat().st_size
-                stopped_at = time.monotonic()
-                await asyncio.to_thread(server.stop)
+        try:
+            seeded = await seed_accounts(pool)
+            with reproducible_with(seed), running_gateway() as gateway:
+                fleet = Fleet(client, pool, task_queue, gateway, seeded)
+                env = worker_env(client, task_queue, dsn, gateway)
+                log = tmp_path_factory.mktemp("pg-worker") / "worker.log"
+                with worker_process(env, log) as worker:
+                    await fleet.start()
+                    await fleet.confirm()
+                    await fleet.purge_further(outage_at)
+                    purged, in_flight = await fleet.purged(), await fleet.purges_in_flight()
+                    assert 0 < purged < fleet.total and in_flight, (
+                        f"the outage must begin mid-purge: {purged} rows purged,"
+                        f" {in_flight} running"
+                    )
+                    pool.terminate()  # the test's own connections go down with the server
+                    log_size = log.stat().st_size
+                    stopped_at = time.monotonic()
+                    await asyncio.to_thread(server.stop)
 
-                # Meanwhile the purges fail and Temporal retries them.
-                retried = await retried_purges(client, fleet.accounts, within=20)
-                assert retried, "no purge was retried while PostgreSQL was down"
-                await asyncio.sleep(POSTGRES_OUTAGE_SECONDS - (time.monotonic() - stopped_at))
-                with log.open("rb") as out:
-                    out.seek(log_size)
-                    during = out.read().decode(errors="replace")
-                assert any(name in during for name in CONNECTION_ERRORS), during[-3000:]
-                assert worker.poll() is None, f"the worker died:\n{during[-3000:]}"
+                    # Meanwhile the purges fail and Temporal retries them.
+                    retried = await retried_purges(client, fleet.accounts, within=20)
+                    assert retried, "no purge was retried while PostgreSQL was down"
+                    await asyncio.sleep(POSTGRES_OUTAGE_SECONDS - (time.monotonic() - stopped_at))
+                    with log.open("rb") as out:
+                        out.seek(log_size)
+                        during = out.read().decode(errors="replace")
+                    assert any(name in during for name in CONNECTION_ERRORS), during[-3000:]
+                    assert worker.poll() is None, f"the worker died:\n{during[-3000:]}"
 
-                assert await asyncio.to_thread(server.start) == dsn
-                pool = fleet.pool = await create_pool(dsn, max_size=4)
-                receipts = await fleet.receipts()
-                assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
-            await fleet.assert_each_deleted_exactly_once(receipts)
-        assert await replay_every_history(client, _histories_of(task_queue)) >= DELETIONS
-    finally:
-        if pool is not None:
+                    assert await asyncio.to_thread(server.start) == dsn
+                    pool = fleet.pool = await create_pool(dsn, max_size=4)
+                    receipts = await fleet.receipts()
+                    assert worker.poll() is None, f"the worker died:\n{log.read_text()[-3000:]}"
+                await fleet.assert_each_deleted_exactly_once(receipts)
+            assert await replay_every_history(client, _histories_of(task_queue)) >= DELETIONS
+        finally:
             pool.terminate()
-        await asyncio.to_thread(server.stop)
 
 
 async def retried_purges(client: Client, accounts: list[str], *, within: float) -> list[str]:

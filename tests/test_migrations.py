@@ -18,19 +18,14 @@ from store.db import (
     load_migrations,
     migrate,
 )
-from tests.conftest import _dsn_for
+from tests.support import new_database
 
 
 @pytest.fixture
 async def empty_database_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
     name = f"empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    await admin.execute(f"create database {name}")
-    await admin.close()
-    yield _dsn_for(postgres_admin_dsn, name)
-    admin = await asyncpg.connect(postgres_admin_dsn)
-    await admin.execute(f"drop database {name} with (force)")
-    await admin.close()
+    async with new_database(postgres_admin_dsn, name) as url:
+        yield url
 
 
 def test_migrations_are_numbered_without_gaps() -> None:

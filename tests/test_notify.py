@@ -10,8 +10,7 @@ from temporalio.client import Client
 from activities.notify import WebhookNotifier
 from contract.stages import Stage
 from starter.client import DeletionClient
-from tests.gateway import running_gateway
-from tests.support import new_account, running_worker, wait_for_stage
+from tests.support import new_account, running_gateway, running_worker, wait_for_stage
 
 
 async def test_the_code_reaches_the_gateway_after_it_refused_twice_and_is_not_stored(

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -28,9 +28,14 @@ from core.observability import (
     metrics_bind_address,
 )
 from service.api import create_app
-from starter.client import DeletionClient
-from tests.conftest import REPO_ROOT
-from tests.support import Inbox, in_process_api, new_account, running_worker, start_and_receive_code
+from tests.support import (
+    REPO_ROOT,
+    Stack,
+    confirm_after_one_wrong_code,
+    contact_of,
+    in_process_api,
+    new_account,
+)
 from tests.test_processes import free_port
 
 TOKEN = "observability-token-0123456789"
@@ -213,9 +218,8 @@ async def test_the_worker_process_serves_sdk_metrics_and_logs_json(
             await process.wait()
 
 
-async def test_activity_logs_carry_the_run_and_activity_and_no_pii(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> None:
+async def test_activity_logs_carry_the_run_and_activity_and_no_pii(stack: Stack) -> None:
+    pool, task_queue, inbox, deletions = stack.pool, stack.task_queue, stack.inbox, stack.deletions
     output = io.StringIO()
     handler = logging.StreamHandler(output)
     handler.setFormatter(JsonFormatter())
@@ -223,18 +227,11 @@ async def test_activity_logs_carry_the_run_and_activity_and_no_pii(
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
     account_id = await new_account(pool)
-    account = await pool.fetchrow(
-        "select email, phone from accounts where account_id = $1", account_id
-    )
-    assert account is not None
+    account = await contact_of(pool, account_id)
     try:
-        async with running_worker(client, pool, task_queue, inbox):
-            code = await start_and_receive_code(deletions, inbox, account_id)
-            await deletions.verify(account_id, "000000" if code != "000000" else "111111")
-            await deletions.verify(account_id, code)
+        async with stack.worker():
+            code = await confirm_after_one_wrong_code(deletions, inbox, account_id)
             handle = await deletions.handle(account_id)
             await handle.result()
             run_id = (await handle.describe()).run_id
@@ -261,13 +258,9 @@ async def test_activity_logs_carry_the_run_and_activity_and_no_pii(
 
 
 @pytest.fixture
-async def api(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(api_token=TOKEN, temporal_task_queue=task_queue)
-    app = create_app(settings, pool=pool, client=client)
-    async with in_process_api(app) as http:
-        yield http
+def api_token() -> str:
+    """The `api` fixture's token in this module."""
+    return TOKEN
 
 
 def _requests(exposition: str) -> dict[tuple[str, str, str], float]:

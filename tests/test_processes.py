@@ -18,7 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from service.embedded import installed_binary
-from tests.conftest import REPO_ROOT
+from tests.support import REPO_ROOT
 from worker import cache_bytecode
 
 pytestmark = pytest.mark.slow

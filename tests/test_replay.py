@@ -20,9 +20,10 @@ from temporalio.worker import Replayer
 from contract.stages import Stage
 from core.codec import data_converter_for_keys
 from starter.client import DeletionClient
-from tests.conftest import REPO_ROOT, TEST_PAYLOAD_KEYS
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.replay import ACCOUNT_DELETIONS, assert_replayed, replay_histories
 from tests.support import (
+    REPO_ROOT,
     Inbox,
     new_account,
     running_worker,

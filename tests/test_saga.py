@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from temporalio.client import Client
 
 from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 from contract.models import (
@@ -21,24 +20,22 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE
 from contract.stages import Stage
 from starter.client import ActionNotAllowed, DeletionClient
 from tests.support import (
-    Inbox,
+    Stack,
     attach_every_prerequisite,
     new_account,
     record_history,
     resolve_every_prerequisite,
-    running_worker,
     start_and_receive_code,
     wait_for_stage,
 )
 
 
 async def test_a_clean_account_is_deleted_and_its_identifiers_become_free_only_then(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool, "cleanuser")
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         started = await deletions.start(account_id)
         assert started.started
         code = await inbox.next_code(account_id)
@@ -103,13 +100,12 @@ async def test_identifiers_are_held_while_purging(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_blocked_account_lists_every_category_and_proceeds_once_resolved(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await attach_every_prerequisite(pool, account_id)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id)
         status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
         categories = {task.category for task in status.pending_tasks}
@@ -133,14 +129,11 @@ async def test_a_blocked_account_lists_every_category_and_proceeds_once_resolved
     assert receipt.outcome is Stage.DELETED
 
 
-async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(stack: Stack) -> None:
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     policy = DeletionPolicy(resend_interval=timedelta(seconds=0))
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id, policy)
         wrong = "999999" if code != "999999" else "888888"
         for left in (4, 3, 2, 1):
@@ -177,13 +170,10 @@ async def test_wrong_codes_count_down_then_the_code_is_dead_until_a_resend(
     assert [r["stage"] for r in stages][-3:] == ["FREEZING", "PURGING", "RELEASING_IDENTIFIERS"]
 
 
-async def test_cancel_after_the_freeze_unfreezes_the_account(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+async def test_cancel_after_the_freeze_unfreezes_the_account(stack: Stack) -> None:
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         # Hold the account row so that the freeze waits: the run sits in FREEZING.
         async with pool.acquire() as blocker:
@@ -226,12 +216,11 @@ async def test_cancel_after_the_freeze_unfreezes_the_account(
 
 
 async def test_cancel_while_awaiting_the_code_ends_the_run_and_keeps_the_account(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    pool, deletions = stack.pool, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id)
         await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
         await deletions.cancel(account_id)
@@ -252,12 +241,11 @@ async def test_cancel_while_awaiting_the_code_ends_the_run_and_keeps_the_account
 
 
 async def test_a_resource_created_after_the_first_check_is_caught_after_the_freeze(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         await pool.execute(
             "insert into db_instances values ($1, $2, 'postgres', 'orders', 'available')",
@@ -286,17 +274,16 @@ async def test_a_resource_created_after_the_first_check_is_caught_after_the_free
 
 
 async def test_a_legal_hold_blocks_the_purge_until_lifted_then_only_that_product_is_retried(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await pool.execute(
         "insert into legal_holds (account_id, product, reason) values ($1, 'object_storage',"
         " 'Litigation hold LH-7 placed by Legal')",
         account_id,
     )
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         await deletions.submit_code(account_id, code)
         status = await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
@@ -361,12 +348,11 @@ async def submit_and_wait(
 
 
 async def test_an_operator_cancel_through_temporal_before_purging_ends_the_run_cancelled(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         await start_and_receive_code(deletions, inbox, account_id)
         handle = await deletions.handle(account_id)
         await handle.cancel()
@@ -377,16 +363,15 @@ async def test_an_operator_cancel_through_temporal_before_purging_ends_the_run_c
 
 
 async def test_an_operator_cancel_through_temporal_after_purging_began_is_refused(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await pool.execute(
         "insert into legal_holds (account_id, product, reason) values ($1, 'dns', 'Hold H-1')",
         account_id,
     )
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         await deletions.submit_code(account_id, code)
         await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)
@@ -403,13 +388,10 @@ async def test_an_operator_cancel_through_temporal_after_purging_began_is_refuse
     assert receipt.outcome is Stage.DELETED
 
 
-async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(
-    client: Client, pool: asyncpg.Pool, task_queue: str
-) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(stack: Stack) -> None:
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         wrong = [c for c in ("111111", "222222", "333333", "444444") if c != code][:3]
         answers = await asyncio.gather(*(deletions.verify(account_id, w) for w in wrong))
@@ -425,16 +407,15 @@ async def test_concurrent_code_updates_are_answered_one_by_one_without_a_race(
 
 
 async def test_the_temporal_ui_shows_the_stage_and_the_blocked_product_as_current_details(
-    client: Client, pool: asyncpg.Pool, task_queue: str
+    stack: Stack,
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await pool.execute(
         "insert into legal_holds (account_id, product, reason) values ($1, 'cdn', 'Hold H-9')",
         account_id,
     )
-    async with running_worker(client, pool, task_queue, inbox):
+    async with stack.worker():
         code = await start_and_receive_code(deletions, inbox, account_id)
         await deletions.verify(account_id, code)
         await wait_for_stage(deletions, account_id, Stage.PURGE_BLOCKED)

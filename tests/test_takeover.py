@@ -6,28 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from temporalio.client import Client
 
-from contract.models import DeletionPolicy
 from contract.stages import Stage
 from core.config import Settings
 from service.api import create_app
-from service.embedded import EmbeddedPostgres
 from starter.client import DeletionClient
-from store.db import create_pool, migrate
-from tests.gateway import running_gateway
+from store.db import create_pool
 from tests.support import (
+    API_TOKEN,
     in_process_api,
+    migrated_embedded_postgres,
     new_account,
     object_locked,
     purged_rows,
+    running_gateway,
     seed_residual_rows,
-    wait_for_stage,
+    start_and_receive_code_by_webhook,
+    webhook_worker_env,
     worker_process,
 )
 
@@ -56,25 +56,14 @@ async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
     total = sum(seeded.values())
     deletions = DeletionClient(client, pool, task_queue)
     with running_gateway() as gateway:
-        env = {
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": client.namespace,
-            "TEMPORAL_TASK_QUEUE": task_queue,
-            "DATABASE_URL": database_url,
-            "NOTIFIER": "webhook",
-            "NOTIFY_WEBHOOK_URL": gateway.url,
-            "PURGE_BATCH_SIZE": "100",
-            "WORKER_SHUTDOWN_SECONDS": "1",
-        }
+        env = webhook_worker_env(
+            client, task_queue, database_url, gateway, batch_size=100, shutdown_seconds=1
+        )
         log = tmp_path / "workers.log"
-        policy = DeletionPolicy(purge_heartbeat_timeout=timedelta(seconds=3))
         with worker_process(env, log) as first:
-            await deletions.start(account_id, requested_by="takeover-test", policy=policy)
-            async with asyncio.timeout(60):
-                while not gateway.codes_for(account_id):
-                    await asyncio.sleep(0.1)
-            [code] = gateway.codes_for(account_id)
-            await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+            code = await start_and_receive_code_by_webhook(
+                deletions, gateway, account_id, requested_by="takeover-test"
+            )
             async with object_locked(pool, account_id, position=2_345):
                 await deletions.submit_code(account_id, code)
                 # 23 batches of 100 objects went; the 24th waits for the locked object.
@@ -118,25 +107,16 @@ async def test_a_worker_stopped_with_sigterm_mid_purge_hands_the_run_to_another(
     assert receipt.identifiers_released_at >= max(p.completed_at for p in receipt.products)
 
 
-TOKEN = "test-token-0123456789"
-
-
 async def test_readyz_reports_a_stopped_postgresql_while_healthz_stays_up(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "postgres" / "data")
-    # start() runs its own event loop (it creates the database): off this one.
-    dsn = await asyncio.to_thread(server.start)
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with migrated_embedded_postgres(tmp_path / "postgres" / "data") as (server, dsn):
         pool = await create_pool(dsn, max_size=2)
         try:
             app = create_app(
-                Settings(api_token=TOKEN, temporal_task_queue=task_queue), pool=pool, client=client
+                Settings(api_token=API_TOKEN, temporal_task_queue=task_queue),
+                pool=pool,
+                client=client,
             )
             async with in_process_api(app) as http:
                 ready = await http.get("/readyz")
@@ -156,5 +136,3 @@ async def test_readyz_reports_a_stopped_postgresql_while_healthz_stays_up(
                 assert health.json() == {"status": "ok"}
         finally:
             pool.terminate()
-    finally:
-        await asyncio.to_thread(server.stop)

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -33,7 +34,7 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE
 from contract.stages import Stage
 from service.embedded import SEARCH_ATTRIBUTES, installed_binary
 from starter.client import DeletionClient
-from tests.support import Inbox, new_account, running_worker, wait_for_stage
+from tests.support import Inbox, Stack, new_account, wait_for_stage
 from workflows.account_deletion import AccountDeletion
 
 
@@ -62,6 +63,12 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    """The `stack` of every test here runs on the time-skipping server."""
+    return env.client
 
 
 async def status_when(
@@ -99,13 +106,12 @@ async def account_status(pool: asyncpg.Pool, account_id: str) -> str | None:
 
 
 async def test_an_expired_code_is_refused_and_a_resent_one_completes_the_deletion(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     policy = DeletionPolicy()
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         code = await awaiting_code(deletions, inbox, account_id)
 
@@ -140,13 +146,12 @@ async def test_an_expired_code_is_refused_and_a_resent_one_completes_the_deletio
 
 
 async def test_a_run_never_verified_expires_after_the_verification_deadline(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     policy = DeletionPolicy()
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         await awaiting_code(deletions, inbox, account_id)
 
@@ -182,10 +187,9 @@ async def test_a_run_never_verified_expires_after_the_verification_deadline(
 
 
 async def test_pending_tasks_not_resolved_before_the_tasks_deadline_expire_the_run(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await pool.execute(
         "insert into bills (bill_id, account_id, period, amount_cents, status, billed_to)"
@@ -194,7 +198,7 @@ async def test_pending_tasks_not_resolved_before_the_tasks_deadline_expire_the_r
         account_id,
     )
     policy = DeletionPolicy(tasks_deadline=timedelta(days=2), recheck_interval=timedelta(hours=12))
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
         assert [task.category for task in status.pending_tasks] == [TaskCategory.ARREARS]
@@ -228,10 +232,9 @@ async def test_pending_tasks_not_resolved_before_the_tasks_deadline_expire_the_r
 
 
 async def test_the_periodic_recheck_notices_resolved_tasks_without_a_signal(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     await pool.execute(
         "insert into compute_instances values ($1, $2, 'us-east-1', 'web-1', 'e2-medium',"
@@ -240,7 +243,7 @@ async def test_the_periodic_recheck_notices_resolved_tasks_without_a_signal(
         account_id,
     )
     policy = DeletionPolicy()
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
         [task] = status.pending_tasks
@@ -268,13 +271,12 @@ async def test_the_periodic_recheck_notices_resolved_tasks_without_a_signal(
 
 
 async def test_an_early_resend_waits_for_the_interval_and_the_replaced_code_is_expired(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     policy = DeletionPolicy()
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         first = await awaiting_code(deletions, inbox, account_id)
         wrong = "999999" if first != "999999" else "888888"
@@ -323,13 +325,12 @@ async def test_an_early_resend_waits_for_the_interval_and_the_replaced_code_is_e
 
 
 async def test_a_replaced_code_answers_expired_without_costing_an_attempt(
-    env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+    stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    inbox = Inbox()
-    deletions = DeletionClient(env.client, pool, task_queue)
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     account_id = await new_account(pool)
     policy = DeletionPolicy()
-    async with running_worker(env.client, pool, task_queue, inbox):
+    async with stack.worker():
         await deletions.start(account_id, policy=policy)
         first = await awaiting_code(deletions, inbox, account_id)
         handle = await deletions.handle(account_id)

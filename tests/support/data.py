@@ -1,80 +1,18 @@
-"""What the saga tests share: an inbox standing in for the user's phone, a worker, accounts."""
+"""Test data: registered accounts with residual rows, the things that block a deletion, and the
+checks of what a finished deletion left behind."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
-import httpx
-from fastapi import FastAPI
-from temporalio.client import Client
-from temporalio.worker import Worker
 
 from accounts.registration import RegistrationRequest, register_account
-from activities.notify import Message, Notifier
-from contract.models import DeletionPolicy, DeletionReceipt, DeletionStatus
-from contract.names import workflow_id_for
+from contract.models import DeletionReceipt
 from contract.stages import Stage
 from registry.products import PRODUCTS
-from starter.client import DeletionClient
-from worker import activities_for
-from workflows.account_deletion import AccountDeletion
-
-CODE = re.compile(r"\b(\d{6,8})\b")
-
-
-@dataclass
-class Inbox:
-    """A Notifier that keeps what it delivers, as the user's phone and mailbox would."""
-
-    messages: list[Message] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def deliver(self, message: Message) -> None:
-        self.messages.append(message)
-        self.arrived.set()
-
-    def codes(self, account_id: str) -> list[str]:
-        return [
-            match.group(1)
-            for message in self.messages
-            if message.account_id == account_id and (match := CODE.search(message.body))
-        ]
-
-    async def next_code(self, account_id: str, *, after: int = 0, timeout: float = 20) -> str:
-        """The first code for the account beyond the `after` codes already seen."""
-        async with asyncio.timeout(timeout):
-            while len(codes := self.codes(account_id)) <= after:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return codes[after]
-
-
-@asynccontextmanager
-async def running_worker(
-    client: Client,
-    pool: asyncpg.Pool,
-    task_queue: str,
-    notifier: Notifier,
-    *,
-    batch_size: int = 500,
-) -> AsyncIterator[Worker]:
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AccountDeletion],
-        activities=activities_for(pool, notifier, purge_batch_size=batch_size),
-    ) as worker:
-        yield worker
 
 
 async def new_account(pool: asyncpg.Pool, name: str | None = None) -> str:
@@ -120,34 +58,17 @@ async def new_account(pool: asyncpg.Pool, name: str | None = None) -> str:
     return account_id
 
 
+async def contact_of(pool: asyncpg.Pool, account_id: str) -> asyncpg.Record:
+    """The account's email and phone: what must never show in logs or histories."""
+    account = await pool.fetchrow(
+        "select email, phone from accounts where account_id = $1", account_id
+    )
+    assert account is not None
+    return account
+
+
 def _phone() -> str:
     return "+1415" + str(uuid.uuid4().int)[:7]
-
-
-async def start_and_receive_code(
-    deletions: DeletionClient,
-    inbox: Inbox,
-    account_id: str,
-    policy: DeletionPolicy | None = None,
-) -> str:
-    """Starts a deletion of an account with nothing pending; returns the code the user got."""
-    await deletions.start(account_id, policy=policy)
-    code = await inbox.next_code(account_id)
-    await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
-    return code
-
-
-async def wait_for_stage(
-    deletions: DeletionClient, account_id: str, stage: Stage, *, timeout: float = 30
-) -> DeletionStatus:
-    async with asyncio.timeout(timeout):
-        while True:
-            status = await deletions.status(account_id)
-            if status.stage is stage:
-                return status
-            if status.stage.is_final:
-                raise AssertionError(f"run ended in {status.stage} while waiting for {stage}")
-            await asyncio.sleep(0.1)
 
 
 async def attach_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> None:
@@ -215,24 +136,6 @@ async def resolve_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> Non
         )
         await conn.execute("update contracts set status = 'fulfilled' where account_id = $1", a)
         await conn.execute("update bills set status = 'paid' where account_id = $1", a)
-
-
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-HISTORIES = Path(__file__).resolve().parent / "histories"
-
-
-async def record_history(client: Client, account_id: str, name: str) -> None:
-    """With RECORD_HISTORIES=1, checks the run's history into tests/histories for replay tests.
-
-    Recorded from real runs of the paths the saga tests take, so that a workflow change that
-    would break deletions already running fails `test_replay.py`.
-    """
-    if os.environ.get("RECORD_HISTORIES") != "1":
-        return
-    handle = client.get_workflow_handle(workflow_id_for(account_id))
-    history = await handle.fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 async def table_snapshot(pool: asyncpg.Pool) -> dict[str, str]:
@@ -336,25 +239,6 @@ async def object_locked(pool: asyncpg.Pool, account_id: str, position: int) -> A
         yield
 
 
-@contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python worker.py`, as an operator runs it, with its own environment."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(_REPO_ROOT / "worker.py")],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=_REPO_ROOT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-
-
 async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
     return int(
         await pool.fetchval(
@@ -431,18 +315,3 @@ async def assert_deleted_exactly_once(
         await pool.fetchval("select status from accounts where account_id = $1", account_id)
         == "deleted"
     ), account_id
-
-
-@asynccontextmanager
-async def in_process_api(
-    app: FastAPI, *, client_address: tuple[str, int] | None = None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the app in this process, its lifespan run as uvicorn would."""
-    async with app.router.lifespan_context(app):
-        transport = (
-            httpx.ASGITransport(app=app, client=client_address)
-            if client_address
-            else httpx.ASGITransport(app=app)
-        )
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield http

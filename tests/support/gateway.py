@@ -1,13 +1,17 @@
-"""A real HTTP gateway on loopback that records what the webhook notifier POSTs to it."""
+"""A real HTTP gateway on loopback that records what the webhook notifier POSTs to it: the
+inbox of a worker process (`NOTIFIER=webhook`, `NOTIFY_WEBHOOK_URL=gateway.url`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.inbox import CODE
 
 
 class Gateway:
@@ -19,11 +23,17 @@ class Gateway:
         self.url = ""
 
     def codes_for(self, account_id: str) -> list[str]:
-        from tests.support import CODE
-
         with self._lock:
             bodies = [m["body"] for m in self.received if m["account_id"] == account_id]
         return [match.group(1) for body in bodies if (match := CODE.search(body))]
+
+    async def only_code_for(self, account_id: str, *, timeout: float = 60) -> str:
+        """Waits for the account's code to arrive; fails unless exactly one did."""
+        async with asyncio.timeout(timeout):
+            while not self.codes_for(account_id):
+                await asyncio.sleep(0.1)
+        [code] = self.codes_for(account_id)
+        return code
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         gateway = self
