@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account import AccountActivities
+from activities.code_hash import CodeHasher, code_hasher_for
 from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
@@ -27,21 +28,39 @@ from workflows.account_deletion import AccountDeletion
 logger = logging.getLogger(__name__)
 
 
-def make_notifier(settings: Settings) -> Notifier:
+WEBHOOK_SETTINGS = "NOTIFIER=webhook with NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET"
+
+
+def make_notifier(settings: Settings, *, allow_log: bool = False) -> Notifier:
+    """The webhook notifier; the log notifier (the default) only when `allow_log`, which only
+    `dev` passes: it writes every verification code to the process's log."""
     if settings.notifier == "webhook":
         if not settings.notify_webhook_url:
             raise ConfigurationError("NOTIFIER=webhook needs NOTIFY_WEBHOOK_URL")
-        return WebhookNotifier(settings.notify_webhook_url)
+        secret = settings.notify_webhook_secret
+        if secret is None:
+            logger.warning("NOTIFY_WEBHOOK_SECRET is not set: requests to the gateway are unsigned")
+        return WebhookNotifier(
+            settings.notify_webhook_url,
+            secret=None if secret is None else secret.get_secret_value(),
+        )
+    if not allow_log:
+        if settings.notifier is None:
+            raise ConfigurationError(f"NOTIFIER is not set: set {WEBHOOK_SETTINGS}")
+        raise ConfigurationError(
+            f"NOTIFIER=log writes verification codes to the log and serves `dev` only: set"
+            f" {WEBHOOK_SETTINGS}"
+        )
     return LogNotifier()
 
 
 def activities_for(
-    pool: asyncpg.Pool, notifier: Notifier, *, purge_batch_size: int = 5000
+    pool: asyncpg.Pool, notifier: Notifier, hasher: CodeHasher, *, purge_batch_size: int = 5000
 ) -> Sequence[Any]:
-    """Every activity of the product, bound to this process's pool and notifier."""
+    """Every activity of the product, bound to this process's pool, notifier and code hasher."""
     account = AccountActivities(pool)
     purge = PurgeActivities(pool, batch_size=purge_batch_size)
-    verification = VerificationActivities(pool, notifier)
+    verification = VerificationActivities(pool, notifier, hasher)
     return [
         PrerequisiteActivities(pool).check_prerequisites,
         verification.issue_verification_code,
@@ -78,12 +97,16 @@ def cache_bytecode(*workflow_classes: type) -> None:
 def build_worker(
     client: Client, pool: asyncpg.Pool, notifier: Notifier, settings: Settings
 ) -> Worker:
+    """The worker on the settings' task queue; CODE_HASH_KEY must be set (ConfigurationError)."""
     cache_bytecode(AccountDeletion)
+    hasher = code_hasher_for(settings)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[AccountDeletion],
-        activities=activities_for(pool, notifier, purge_batch_size=settings.purge_batch_size),
+        activities=activities_for(
+            pool, notifier, hasher, purge_batch_size=settings.purge_batch_size
+        ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -95,6 +118,8 @@ def build_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set, or SIGTERM/SIGINT when no event is given.
 
+    Refuses (ConfigurationError, before it connects to anything) without DATABASE_URL,
+    CODE_HASH_KEY or the webhook notifier: the log notifier is `dev`'s alone.
     The SDK runtime is made once per process: it serves the SDK's Prometheus metrics on
     WORKER_METRICS_ADDRESS and forwards Core's log lines to Python logging.
     """
@@ -104,22 +129,23 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
-    metrics_address = metrics_bind_address(settings)
-    runtime = sdk_runtime(metrics_address)
-    if metrics_address is not None:
-        logger.info("worker metrics at http://%s/metrics", metrics_address)
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    code_hasher_for(settings)
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
-        stack.push_async_callback(pool.close)
-        client = await connect(settings, runtime)
         notifier = make_notifier(settings)
         if isinstance(notifier, WebhookNotifier):
             stack.push_async_callback(notifier.aclose)
+        metrics_address = metrics_bind_address(settings)
+        runtime = sdk_runtime(metrics_address)
+        if metrics_address is not None:
+            logger.info("worker metrics at http://%s/metrics", metrics_address)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        stack.push_async_callback(pool.close)
+        client = await connect(settings, runtime)
         worker = build_worker(client, pool, notifier, settings)
         logger.info("worker polling task queue %s", settings.temporal_task_queue)
         async with worker:
@@ -128,13 +154,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     logger.info("worker stopped")
 
 
-def main() -> None:
+def main() -> int:
+    """`python worker.py`: a setting that is missing or wrong is one line on stderr, exit 2."""
     from core.observability import configure_logging
 
     settings = Settings()
     configure_logging(settings)
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except ConfigurationError as error:
+        sys.stderr.write(f"worker: {error}\n")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

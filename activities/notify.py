@@ -1,25 +1,35 @@
 """Notifications to customers: the outbox row, and the notifier that delivers it.
 
-`log` writes the message to the dev console (the stand-in for a phone in `dev`);
-`webhook` POSTs it to an SMS/email gateway and counts as delivered only on a 2xx answer.
+`log` writes the message to the dev console (the stand-in for a phone in `dev`, and only
+there: it puts every code in the logs); `webhook` POSTs it to an SMS/email gateway, signed the
+Standard Webhooks way when it has a secret, and counts as delivered only on a 2xx answer.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import sys
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
 import asyncpg
 import httpx
+from standardwebhooks import Webhook
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accounts.identifiers import mask_email, mask_phone
 from contract.errors import UNKNOWN_NOTIFICATION
 from contract.models import DeliverNotificationInput
+from core.config import ConfigurationError
 from store.db import Connection
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,36 @@ class DeliveryFailed(Exception):
     """The gateway did not accept the message; the activity retries."""
 
 
-class WebhookNotifier:
-    """POSTs `{notification_id, account_id, channel, to, body}` to the gateway."""
+def webhook_signer(secret: str, setting: str = "NOTIFY_WEBHOOK_SECRET") -> Webhook:
+    """The signer of a `whsec_<base64>` secret (the `standardwebhooks` package), checked first:
+    that package decodes any text leniently, and a typo must not become a different key."""
+    encoded = secret.strip().removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.strip().startswith(WEBHOOK_SECRET_PREFIX) or not 24 <= len(key) <= 64:
+        raise ConfigurationError(
+            f"{setting} must be {WEBHOOK_SECRET_PREFIX} followed by the base64 of 24 to 64"
+            " random bytes"
+        )
+    return Webhook(key)
 
-    def __init__(self, url: str, client: httpx.AsyncClient | None = None) -> None:
+
+class WebhookNotifier:
+    """POSTs `{notification_id, account_id, channel, to, body}` to the gateway.
+
+    With a secret, every request carries the Standard Webhooks headers: `webhook-id` (the
+    notification id, the same on every retry, so that the gateway can drop duplicates),
+    `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>`.
+    """
+
+    def __init__(
+        self, url: str, client: httpx.AsyncClient | None = None, *, secret: str | None = None
+    ) -> None:
         self._url = url
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._signer = webhook_signer(secret) if secret is not None else None
 
     async def deliver(self, message: Message) -> None:
         payload = {
@@ -80,10 +114,15 @@ class WebhookNotifier:
             "to": message.to,
             "body": message.body,
         }
+        body = json.dumps(payload, separators=(",", ":"))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": message.notification_id}
+        if self._signer is not None:
+            sent_at = datetime.fromtimestamp(int(time.time()), UTC)
+            headers["webhook-id"] = message.notification_id
+            headers["webhook-timestamp"] = str(int(sent_at.timestamp()))
+            headers["webhook-signature"] = self._signer.sign(message.notification_id, sent_at, body)
         try:
-            response = await self._client.post(
-                self._url, json=payload, headers={"Idempotency-Key": message.notification_id}
-            )
+            response = await self._client.post(self._url, content=body.encode(), headers=headers)
         except httpx.HTTPError as error:
             # The message names the error's kind only: the request holds the recipient.
             raise DeliveryFailed(f"gateway unreachable ({type(error).__name__})") from None

@@ -1,11 +1,9 @@
 """Verification codes: issued from a CSPRNG, delivered through the outbox, stored only as a
-salted scrypt hash, checked in constant time, single use, with limited attempts."""
+keyed hash (`activities.code_hash`), checked in constant time, single use, with limited
+attempts."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import secrets
 import uuid
 
@@ -13,6 +11,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.code_hash import CodeHash, CodeHasher
 from activities.notify import (
     Message,
     Notifier,
@@ -27,15 +26,9 @@ from contract.models import VerificationOutcome as Outcome
 from store.db import Connection
 
 
-def hash_code(code: str, salt: bytes, challenge_id: str) -> bytes:
-    """Bound to its challenge, so a hash cannot be moved to another deletion's row."""
-    return hashlib.scrypt(f"{challenge_id}:{code}".encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
-
-
-async def hashed(code: str, salt: bytes, challenge_id: str) -> bytes:
-    """`hash_code` in a thread: scrypt takes ~70 ms of CPU by design, and on the event loop
-    it would stall every other activity and workflow task of the worker meanwhile."""
-    return await asyncio.to_thread(hash_code, code, salt, challenge_id)
+def stored_hash(row: asyncpg.Record) -> CodeHash:
+    """A challenge row's hash columns."""
+    return CodeHash(row["scheme"], row["key_id"], row["salt"], row["code_hash"])
 
 
 def new_code(digits: int) -> str:
@@ -43,9 +36,10 @@ def new_code(digits: int) -> str:
 
 
 class VerificationActivities:
-    def __init__(self, pool: asyncpg.Pool, notifier: Notifier) -> None:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier, hasher: CodeHasher) -> None:
         self._pool = pool
         self._notifier = notifier
+        self._hasher = hasher
 
     @activity.defn
     async def issue_verification_code(self, request: IssueCodeInput) -> IssuedCode:
@@ -55,8 +49,7 @@ class VerificationActivities:
         until it is delivered, so a lost delivery can only be replaced, never repeated.
         """
         code = new_code(request.code_digits)
-        salt = secrets.token_bytes(16)
-        code_hash = await hashed(code, salt, request.challenge_id)
+        code_hash = self._hasher.hash(code, request.challenge_id)
         challenge = uuid.UUID(request.challenge_id)
         async with self._pool.acquire() as conn, conn.transaction():
             account = await conn.fetchrow(
@@ -75,18 +68,21 @@ class VerificationActivities:
             await conn.execute(
                 """
                 insert into verification_challenges (challenge_id, account_id, workflow_id,
-                    channel, salt, code_hash, expires_at, attempts_left)
-                values ($1, $2, $3, $4, $5, $6, $7, $8)
+                    channel, scheme, key_id, salt, code_hash, expires_at, attempts_left)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                 on conflict (challenge_id) do update
-                    set salt = excluded.salt, code_hash = excluded.code_hash,
+                    set scheme = excluded.scheme, key_id = excluded.key_id,
+                        salt = excluded.salt, code_hash = excluded.code_hash,
                         expires_at = excluded.expires_at, issued_at = now()
                 """,
                 challenge,
                 request.account_id,
                 request.workflow_id,
                 channel,
-                salt,
-                code_hash,
+                code_hash.scheme,
+                code_hash.key_id,
+                code_hash.salt,
+                code_hash.digest,
                 request.expires_at,
                 request.attempts,
             )
@@ -143,8 +139,8 @@ class VerificationActivities:
                 )
             row = await conn.fetchrow(
                 """
-                select account_id, workflow_id, salt, code_hash, expires_at, attempts_left,
-                       consumed_at, invalidated_at
+                select account_id, workflow_id, scheme, key_id, salt, code_hash, expires_at,
+                       attempts_left, consumed_at, invalidated_at
                 from verification_challenges where challenge_id = $1 for update
                 """,
                 uuid.UUID(request.challenge_id),
@@ -155,12 +151,20 @@ class VerificationActivities:
                 )
             attempts_left: int = row["attempts_left"]
             # Hash first, whatever the state: every answer takes the same time.
-            matches = hmac.compare_digest(
-                await hashed(request.code, row["salt"], request.challenge_id), row["code_hash"]
-            )
+            stored = stored_hash(row)
+            matches = await self._hasher.matches(request.code, request.challenge_id, stored)
             replaced = await self._matches_a_replaced_code(conn, row["workflow_id"], request)
+            checkable = self._hasher.can_check(stored)
+            if not checkable:
+                # Hashed under a key CODE_HASH_KEY no longer lists: it can never be accepted;
+                # like a replaced code it answers "expired" (ask for a new one), costing nothing.
+                activity.logger.warning(
+                    "verification code hashed under key id %r, which CODE_HASH_KEY does not list",
+                    stored.key_id,
+                )
             if (
-                row["consumed_at"]
+                not checkable
+                or row["consumed_at"]
                 or row["invalidated_at"]
                 or request.checked_at >= row["expires_at"]
                 or (replaced and not matches)
@@ -199,9 +203,8 @@ class VerificationActivities:
         activity.logger.info("verification attempt: %s", outcome.value)
         return CodeCheck(outcome=outcome, attempts_left=attempts_left)
 
-    @staticmethod
     async def _matches_a_replaced_code(
-        conn: Connection, workflow_id: str, request: CheckCodeInput
+        self, conn: Connection, workflow_id: str, request: CheckCodeInput
     ) -> bool:
         """Whether the code is one this deletion issued before a resend replaced it.
 
@@ -210,12 +213,13 @@ class VerificationActivities:
         matched = False
         for old in await conn.fetch(
             """
-            select challenge_id, salt, code_hash from verification_challenges
+            select challenge_id, scheme, key_id, salt, code_hash from verification_challenges
             where workflow_id = $1 and challenge_id <> $2 and invalidated_at is not null
             """,
             workflow_id,
             uuid.UUID(request.challenge_id),
         ):
-            digest = await hashed(request.code, old["salt"], str(old["challenge_id"]))
-            matched |= hmac.compare_digest(digest, old["code_hash"])
+            matched |= await self._hasher.matches(
+                request.code, str(old["challenge_id"]), stored_hash(old)
+            )
         return matched

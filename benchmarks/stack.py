@@ -29,8 +29,9 @@ class Stack:
     client: Client
     pool: asyncpg.Pool
     settings: Settings
-    """TEMPORAL_ADDRESS, DATABASE_URL and PAYLOAD_KEYS of this stack (the worker's defaults
-    for everything else), for workers in this process and in child processes alike."""
+    """TEMPORAL_ADDRESS, DATABASE_URL, PAYLOAD_KEYS and CODE_HASH_KEY of this stack (the
+    worker's defaults for everything else), for workers in this process and in child processes
+    alike."""
     servers: dict[str, int] = field(default_factory=dict)
     """Process ids of the servers this stack started, by name ("temporal", "postgres"), so a
     benchmark can say which of them its CPU went to; empty on servers started elsewhere."""
@@ -39,12 +40,14 @@ class Stack:
         """The environment of a `python worker.py` process on this stack."""
         settings = self.settings
         assert settings.temporal_address and settings.database_url and settings.payload_keys
+        assert settings.code_hash_key is not None
         return {
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "TEMPORAL_NAMESPACE": settings.temporal_namespace,
             "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
             "DATABASE_URL": settings.database_url,
             "PAYLOAD_KEYS": settings.payload_keys.get_secret_value(),
+            "CODE_HASH_KEY": settings.code_hash_key.get_secret_value(),
             "WORKER_METRICS_ADDRESS": "off",
         }
 
@@ -57,6 +60,11 @@ def free_port() -> int:
 
 def new_payload_keys() -> str:
     """A fresh AES-256 key for this run: payloads are encrypted as in production."""
+    return "bench:" + base64.b64encode(os.urandom(32)).decode()
+
+
+def new_code_hash_key() -> str:
+    """A fresh CODE_HASH_KEY for this run: codes are hashed as in production."""
     return "bench:" + base64.b64encode(os.urandom(32)).decode()
 
 
@@ -76,6 +84,7 @@ async def stack_on(
         temporal_task_queue=task_queue,
         database_url=database_url,
         payload_keys=SecretStr(payload_keys),
+        code_hash_key=SecretStr(new_code_hash_key()),
     )
     client = await Client.connect(
         temporal_address, namespace=namespace, data_converter=data_converter_for_keys(payload_keys)

@@ -20,6 +20,7 @@ import psutil
 
 from benchmarks.harness import Report
 from benchmarks.seed import seed_accounts
+from benchmarks.sink import message_sink
 from benchmarks.stack import Stack
 from contract.names import workflow_id_for
 from starter.client import DeletionClient
@@ -68,6 +69,11 @@ def _mib(value: int) -> float:
 
 
 async def run(stack: Stack, size: Size) -> Report:
+    with message_sink() as notifier_env:
+        return await _measure(stack, size, notifier_env)
+
+
+async def _measure(stack: Stack, size: Size, notifier_env: dict[str, str]) -> Report:
     accounts = [
         a.account_id
         for a in await seed_accounts(stack.pool, size.deletions, rows_per_product=0, concurrency=16)
@@ -76,7 +82,7 @@ async def run(stack: Stack, size: Size) -> Report:
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "worker.py")],
-            env={**os.environ, **stack.worker_environment(), "NOTIFIER": "log"},
+            env={**os.environ, **stack.worker_environment(), **notifier_env},
             stdout=subprocess.DEVNULL,
             stderr=log,
             cwd=REPO_ROOT,

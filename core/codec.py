@@ -76,12 +76,12 @@ class PayloadKey:
     def __post_init__(self) -> None:
         if not KEY_ID_PATTERN.match(self.id):
             raise ConfigurationError(
-                f"payload key id {self.id!r} is not valid: use 1-64 letters, digits, '.', '_'"
+                f"key id {self.id!r} is not valid: use 1-64 letters, digits, '.', '_'"
                 " or '-', starting with a letter or digit"
             )
         if len(self.secret) != KEY_BYTES:
             raise ConfigurationError(
-                f"payload key {self.id!r} is {len(self.secret)} bytes: AES-256 needs"
+                f"key {self.id!r} is {len(self.secret)} bytes: it needs"
                 f" {KEY_BYTES} (base64 of 32 random bytes)"
             )
 
@@ -94,8 +94,9 @@ class PayloadKey:
         return f"{self.id}:{base64.b64encode(self.secret).decode()}"
 
 
-def parse_payload_keys(text: str) -> tuple[PayloadKey, ...]:
-    """Parses PAYLOAD_KEYS (`id:base64key,...`, the first is current).
+def parse_payload_keys(text: str, *, setting: str = "PAYLOAD_KEYS") -> tuple[PayloadKey, ...]:
+    """Parses PAYLOAD_KEYS (`id:base64key,...`, the first is current), or another setting of
+    that form (CODE_HASH_KEY), named by `setting` in the errors.
 
     Errors name the entry by its position or id, never by its key material.
     """
@@ -103,18 +104,19 @@ def parse_payload_keys(text: str) -> tuple[PayloadKey, ...]:
     entries = [entry.strip() for entry in text.split(",")]
     for position, entry in enumerate(entries, start=1):
         if not entry:
-            raise ConfigurationError(f"PAYLOAD_KEYS entry {position} is empty")
+            raise ConfigurationError(f"{setting} entry {position} is empty")
         key_id, separator, encoded = entry.partition(":")
         key_id, encoded = key_id.strip(), encoded.strip()
         if not separator or not key_id or not encoded:
-            raise ConfigurationError(
-                f"PAYLOAD_KEYS entry {position} is not of the form id:base64key"
-            )
-        keys.append(PayloadKey(key_id, _decode_key(key_id, encoded)))
+            raise ConfigurationError(f"{setting} entry {position} is not of the form id:base64key")
+        try:
+            keys.append(PayloadKey(key_id, _decode_key(key_id, encoded)))
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{setting}: {error}") from None
     ids = [key.id for key in keys]
     duplicates = sorted({key_id for key_id in ids if ids.count(key_id) > 1})
     if duplicates:
-        raise ConfigurationError(f"PAYLOAD_KEYS lists key id(s) {duplicates} more than once")
+        raise ConfigurationError(f"{setting} lists key id(s) {duplicates} more than once")
     return tuple(keys)
 
 
@@ -125,7 +127,7 @@ def _decode_key(key_id: str, encoded: str) -> bytes:
     try:
         return base64.b64decode(normalized, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigurationError(f"payload key {key_id!r} is not valid base64") from None
+        raise ConfigurationError(f"key {key_id!r} is not valid base64") from None
 
 
 class EncryptionCodec(PayloadCodec):

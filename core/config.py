@@ -61,16 +61,24 @@ class Settings(BaseSettings):
     """Comma-separated browser origins of the Temporal UI allowed to call the codec server
     (env CODEC_CORS_ORIGINS); unset means the embedded UI, http://127.0.0.1:<ui port> and
     http://localhost:<ui port>."""
-    codec_trust_local_ui: bool = False
-    """Lets a browser on this machine whose Origin is an allowed UI origin use the codec
-    without a token. Only `dev` sets it: its UI has no login and cannot send one."""
+
+    code_hash_key: SecretStr | None = None
+    """HMAC-SHA256 keys of verification code hashes (env CODE_HASH_KEY), in the form of
+    PAYLOAD_KEYS: the first key hashes new codes, every listed key still checks outstanding
+    ones. Kept outside the database, so that its tables alone cannot be searched for codes.
+    `dev` makes one under `data_dir`; a worker outside `dev` refuses to start without it."""
 
     data_dir: Path = REPO_ROOT / ".data"
     """Embedded PostgreSQL data, the dev server's SQLite file and the dev API token."""
 
-    notifier: Literal["log", "webhook"] = "log"
-    """How codes and confirmations reach customers: the dev console, or an HTTP gateway."""
+    notifier: Literal["log", "webhook"] | None = None
+    """How codes and confirmations reach customers: `webhook`, an HTTP gateway; or `log`, the
+    console, which only `dev` accepts (the default there): it would put every code in the logs.
+    A worker outside `dev` refuses to start unless this is `webhook`."""
     notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    """`whsec_<base64>` (env NOTIFY_WEBHOOK_SECRET): signs each request to the gateway the
+    Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."""
 
     purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Rows per purge transaction: small enough that no transaction holds locks for long."""

@@ -10,30 +10,54 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
 from temporalio.client import Client
 
 from core.codec import PayloadKey
-from core.config import Settings
-from service.embedded import PAYLOAD_KEYS_FILE, EmbeddedPostgres, EmbeddedTemporal
+from core.config import ConfigurationError, Settings
+from service.embedded import (
+    API_TOKEN_FILE,
+    CODE_HASH_KEY_FILE,
+    PAYLOAD_KEYS_FILE,
+    EmbeddedPostgres,
+    EmbeddedTemporal,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def secret_file(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in `path`, made by `make` the first time.
+
+    The file is created with mode 0600 in the same call that creates it (O_CREAT|O_EXCL), so
+    there is no moment at which another user could open it, and O_EXCL never writes through
+    a file or link planted at that path: `dev` then refuses instead.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(make() + "\n")
+    if path.is_symlink() or not path.is_file():
+        raise ConfigurationError(f"{path} is not a regular file: remove it and start `dev` again")
+    return path.read_text().strip()
 
 
 def _dev_token(settings: Settings) -> str:
     """The API token: API_TOKEN if set, otherwise one made once and kept under DATA_DIR."""
     if settings.api_token:
         return settings.api_token
-    path = settings.data_dir / "api-token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(24) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return secret_file(settings.data_dir / API_TOKEN_FILE, lambda: secrets.token_urlsafe(24))
 
 
 def _dev_payload_keys(settings: Settings) -> SecretStr:
@@ -45,19 +69,30 @@ def _dev_payload_keys(settings: Settings) -> SecretStr:
     if settings.payload_keys is not None:
         return settings.payload_keys
     path = settings.data_dir / PAYLOAD_KEYS_FILE
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(PayloadKey.generate("dev1").entry() + "\n")
-    return SecretStr(path.read_text().strip())
+    return SecretStr(secret_file(path, lambda: PayloadKey.generate("dev1").entry()))
+
+
+def _dev_code_hash_key(settings: Settings) -> SecretStr:
+    """CODE_HASH_KEY if set, otherwise a key made once and kept under DATA_DIR (codes issued
+    before a restart are still checked after it)."""
+    if settings.code_hash_key is not None:
+        return settings.code_hash_key
+    path = settings.data_dir / CODE_HASH_KEY_FILE
+    return SecretStr(secret_file(path, lambda: PayloadKey.generate("dev1").entry()))
 
 
 def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     ui_url = None
+    # The embedded UI has no login, so it cannot authenticate to the codec server: it gets a
+    # secret of its own in the codec endpoint's path, made anew at every start and handed
+    # to nothing else (see service.api.codec_access).
+    ui_codec_secret: str | None = None
     with ExitStack() as stack:
         update: dict[str, object] = {
             "api_token": _dev_token(settings),
             "payload_keys": _dev_payload_keys(settings),
+            "code_hash_key": _dev_code_hash_key(settings),
         }
         if settings.database_url is None:
             postgres = EmbeddedPostgres(settings.data_dir / "postgres")
@@ -65,25 +100,27 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
             update["database_url"] = postgres.start()
             stack.callback(postgres.stop)
         if settings.temporal_address is None:
+            ui_codec_secret = secrets.token_urlsafe(32)
             temporal = EmbeddedTemporal(
                 settings.data_dir / "temporal.db",
                 port=settings.temporal_dev_port,
                 ui_port=settings.temporal_ui_port,
                 namespace=settings.temporal_namespace,
                 # The UI decodes payloads through the API's codec server, from the browser.
-                ui_codec_endpoint=f"{settings.base_url()}/codec",
+                ui_codec_endpoint=f"{settings.base_url()}/codec/{ui_codec_secret}",
             )
             sys.stderr.write("starting Temporal dev server ...\n")
             temporal.start()
             stack.callback(temporal.stop)
             update["temporal_address"] = temporal.address
-            # Its UI has no login, so it cannot authenticate to the codec server: trust it
-            # from this machine, by its origin (see service.api.codec_access).
-            update["codec_trust_local_ui"] = True
             ui_url = temporal.ui_url
         settings = settings.model_copy(update=update)
         try:
-            asyncio.run(_serve(settings, load_demo=load_demo, ui_url=ui_url))
+            asyncio.run(
+                _serve(
+                    settings, load_demo=load_demo, ui_url=ui_url, ui_codec_secret=ui_codec_secret
+                )
+            )
         except KeyboardInterrupt:
             pass
         sys.stderr.write("stopping ...\n")
@@ -104,7 +141,9 @@ async def _connect(settings: Settings) -> Client:
     raise AssertionError("unreachable")
 
 
-async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> None:
+async def _serve(
+    settings: Settings, *, load_demo: bool, ui_url: str | None, ui_codec_secret: str | None
+) -> None:
     from demo import seed_demo
     from service.api import create_app
     from store.db import create_pool, migrate, wait_for_database
@@ -120,8 +159,9 @@ async def _serve(settings: Settings, *, load_demo: bool, ui_url: str | None) -> 
             logger.info("applied migrations: %s", ", ".join(applied))
         demo = await seed_demo(pool) if load_demo else {}
         client = await _connect(settings)
-        worker = build_worker(client, pool, make_notifier(settings), settings)
-        app = create_app(settings, pool=pool, client=client)
+        # `dev` alone may use the log notifier: its console is the user's inbox.
+        worker = build_worker(client, pool, make_notifier(settings, allow_log=True), settings)
+        app = create_app(settings, pool=pool, client=client, ui_codec_secret=ui_codec_secret)
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )

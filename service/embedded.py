@@ -25,8 +25,13 @@ SEARCH_ATTRIBUTES = {"AccountId": "Keyword", "DeletionStage": "Keyword"}
 """Registered on every Temporal server the product uses (docker-compose does the same)."""
 
 DATABASE_NAME = "account_deletion"
+API_TOKEN_FILE = "api-token"
+"""Under DATA_DIR: the dev stack's API_TOKEN when the environment sets none."""
 PAYLOAD_KEYS_FILE = "payload-keys"
 """Under DATA_DIR: the dev stack's PAYLOAD_KEYS when the environment sets none."""
+CODE_HASH_KEY_FILE = "code-hash-key"
+"""Under DATA_DIR: the dev stack's CODE_HASH_KEY when the environment sets none (read by
+`dev` alone: a worker outside `dev` must be given CODE_HASH_KEY)."""
 
 
 def installed_binary(name: str) -> Path:
@@ -240,7 +245,7 @@ def embedded_defaults(settings: Settings) -> Settings:
             )
         update["database_url"] = f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
     if settings.api_token is None:
-        token_file = settings.data_dir / "api-token"
+        token_file = settings.data_dir / API_TOKEN_FILE
         if token_file.exists():
             update["api_token"] = token_file.read_text().strip()
     if settings.payload_keys is None:

@@ -26,6 +26,7 @@ from service.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, installed_bina
 from store.db import create_pool
 from tests.support import (
     API_TOKEN,
+    TEST_CODE_HASH_KEY,
     Stack,
     dsn_for,
     in_process_api,
@@ -87,6 +88,8 @@ and API processes the tests spawn read and write the same payloads as the in-pro
 # Worker processes the tests spawn serve no metrics unless a test asks: one fixed port would
 # clash between them (tests/test_observability.py sets its own).
 os.environ.setdefault("WORKER_METRICS_ADDRESS", "off")
+# Every worker of the session, in this process or spawned, hashes codes with the same key.
+os.environ.setdefault("CODE_HASH_KEY", TEST_CODE_HASH_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -37,7 +38,7 @@ from core.codec import (
 from core.config import ConfigurationError, Settings
 from service.api import create_app
 from service.api.codec_access import SESSION_COOKIE, allowed_origins
-from service.dev import _dev_payload_keys
+from service.dev import _dev_code_hash_key, _dev_payload_keys, _dev_token, secret_file
 from service.embedded import EmbeddedTemporal, embedded_defaults
 from starter.client import connect
 from tests.support import in_process_api
@@ -200,6 +201,48 @@ def test_dev_makes_a_payload_key_once_and_the_cli_finds_it(tmp_path: Path) -> No
     assert found.payload_keys == first
     configured = SecretStr(NEW.entry())
     assert _dev_payload_keys(Settings(data_dir=tmp_path, payload_keys=configured)) == configured
+
+
+def test_dev_makes_a_code_hash_key_once_with_mode_0600(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, code_hash_key=None)
+    first = _dev_code_hash_key(settings)
+    assert _dev_code_hash_key(settings) == first
+    assert stat.S_IMODE((tmp_path / "code-hash-key").stat().st_mode) == 0o600
+    [key] = parse_payload_keys(first.get_secret_value(), setting="CODE_HASH_KEY")
+    assert len(key.secret) == 32
+    configured = SecretStr(NEW.entry())
+    assert _dev_code_hash_key(Settings(data_dir=tmp_path, code_hash_key=configured)) == configured
+
+
+def test_every_secret_file_is_created_0600_in_one_step_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path, api_token=None, payload_keys=None, code_hash_key=None)
+    previous = os.umask(0)  # a umask that would leave a write-then-chmod file open a moment
+    try:
+        _dev_token(settings)
+        _dev_payload_keys(settings)
+        _dev_code_hash_key(settings)
+    finally:
+        os.umask(previous)
+    for name in ("api-token", "payload-keys", "code-hash-key"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_a_secret_file_is_never_written_through_a_link_planted_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """O_EXCL: a link (even a dangling one) at the path is refused, not followed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "api-token").symlink_to(elsewhere / "stolen")
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        _dev_token(Settings(data_dir=data, api_token=None))
+    assert not (elsewhere / "stolen").exists()
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        secret_file(elsewhere, lambda: "never written")
 
 
 def _free_port() -> int:
@@ -376,31 +419,54 @@ async def test_a_browser_signs_in_once_and_its_ui_decodes_with_the_cookie(
         assert response.status_code == 401, forged
 
 
+UI_SECRET = "dev-ui-secret-made-at-start-0123456789"
+
+
 @pytest.mark.parametrize(
-    ("trust_local_ui", "client_host", "origin", "status"),
+    ("ui_secret", "path", "client_host", "origin", "status"),
     [
-        (True, "127.0.0.1", UI, 200),  # `dev`: its UI, from this machine
-        (True, "::1", "http://localhost:8233", 200),
-        (True, "127.0.0.1", None, 401),  # not a browser on the UI's page
-        (True, "203.0.113.9", UI, 401),  # another machine
-        (False, "127.0.0.1", UI, 401),  # not `dev`
+        (UI_SECRET, f"/codec/{UI_SECRET}/decode", "127.0.0.1", "http://localhost:8233", 200),
+        (UI_SECRET, f"/codec/{UI_SECRET}/encode", "::1", UI, 200),
+        # Forged: any local process can send the UI's Origin; without the secret it is refused.
+        (UI_SECRET, "/codec/decode", "127.0.0.1", UI, 401),
+        (UI_SECRET, "/codec/decode", "::1", "http://localhost:8233", 401),
+        (UI_SECRET, f"/codec/{UI_SECRET[:-1]}x/decode", "127.0.0.1", UI, 401),
+        (None, f"/codec/{UI_SECRET}/decode", "127.0.0.1", UI, 401),  # not `dev`: no secret
+        (UI_SECRET, f"/codec/{UI_SECRET}/decode", "127.0.0.1", "https://evil.example", 403),
     ],
 )
-async def test_only_dev_trusts_its_local_ui_without_a_token(
+async def test_only_the_dev_ui_secret_opens_the_codec_without_a_token(
     client: Client,
     pool: asyncpg.Pool,
     task_queue: str,
-    trust_local_ui: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    ui_secret: str | None,
+    path: str,
     client_host: str,
-    origin: str | None,
+    origin: str,
     status: int,
 ) -> None:
-    settings = _settings(task_queue, codec_trust_local_ui=trust_local_ui)
-    app = create_app(settings, pool=pool, client=client)
-    headers = {"Origin": origin} if origin else {}
+    # The loopback trust setting of old is gone: setting it changes nothing.
+    monkeypatch.setenv("CODEC_TRUST_LOCAL_UI", "true")
+    settings = Settings(
+        api_token=TOKEN,
+        codec_cors_origins=f"{UI},http://localhost:8233",
+        temporal_task_queue=task_queue,
+    )
+    app = create_app(settings, pool=pool, client=client, ui_codec_secret=ui_secret)
     async with in_process_api(app, client_address=(client_host, 50123)) as http:
-        response = await http.post("/codec/decode", json=_body(plain()), headers=headers)
-    assert response.status_code == status
+        response = await http.post(path, json=_body(plain()), headers={"Origin": origin})
+        assert response.status_code == status, response.text
+        if status == 200:
+            assert response.headers["Access-Control-Allow-Origin"] == origin
+            preflight = await http.options(
+                path, headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+            )
+            assert preflight.status_code == 204
+
+
+def test_no_setting_trusts_a_caller_by_its_address_or_origin() -> None:
+    assert not [name for name in Settings.model_fields if "trust" in name]
 
 
 async def test_codec_server_errors_are_clear(api: httpx.AsyncClient) -> None:

@@ -36,6 +36,7 @@ from tests.support import (
     in_process_api,
     new_account,
 )
+from tests.support.gateway import new_webhook_secret
 from tests.test_processes import free_port
 
 TOKEN = "observability-token-0123456789"
@@ -167,6 +168,9 @@ async def test_the_worker_process_serves_sdk_metrics_and_logs_json(
             "TEMPORAL_TASK_QUEUE": task_queue,
             "DATABASE_URL": database_url,
             "WORKER_METRICS_ADDRESS": metrics_address,
+            "NOTIFIER": "webhook",
+            "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/never-called",
+            "NOTIFY_WEBHOOK_SECRET": new_webhook_secret(),
         }
     )
     process = await asyncio.create_subprocess_exec(

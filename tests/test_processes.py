@@ -18,7 +18,8 @@ import pytest
 from temporalio.client import Client
 
 from service.embedded import installed_binary
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, TEST_CODE_HASH_KEY
+from tests.support.gateway import new_webhook_secret
 from worker import cache_bytecode
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+IDLE_WEBHOOK = {
+    "NOTIFIER": "webhook",
+    "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/never-called",
+    "NOTIFY_WEBHOOK_SECRET": new_webhook_secret(),
+}
+"""A gateway for a worker that sends nothing: the product worker needs one to start."""
 
 
 async def read_until(process: asyncio.subprocess.Process, text: str, timeout: float = 60) -> str:
@@ -49,6 +58,7 @@ async def test_the_worker_stops_cleanly_on_sigterm(
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_TASK_QUEUE": task_queue,
         "DATABASE_URL": database_url,
+        **IDLE_WEBHOOK,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -121,6 +131,61 @@ async def test_the_api_refuses_to_start_without_a_token(database_url: str) -> No
     output, _ = await process.communicate()
     assert process.returncode == 2
     assert b"API_TOKEN is not set" in output
+
+
+WORKER_COMMANDS = {
+    "python worker.py": [sys.executable, str(REPO_ROOT / "worker.py")],
+    "account-deletion worker": [str(installed_binary("account-deletion")), "worker"],
+}
+
+
+async def refusal(argv: list[str], **changes: str | None) -> str:
+    """Runs a worker entry point on unreachable servers with the environment `changes` made
+    (None removes a variable); it must refuse at start: exit 2, one line, no traceback."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "CODE_HASH_KEY": TEST_CODE_HASH_KEY,
+        "DATA_DIR": "/nonexistent-data-dir",
+        **IDLE_WEBHOOK,
+    }
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    text = output.decode()
+    assert process.returncode == 2, text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    return text
+
+
+@pytest.mark.parametrize("entry", WORKER_COMMANDS)
+@pytest.mark.parametrize("notifier", [None, "log"])
+async def test_the_product_worker_refuses_the_log_notifier_in_one_line(
+    entry: str, notifier: str | None
+) -> None:
+    """`log` writes every code to the log: only `dev` may use it (tests/test_dev.py)."""
+    line = await refusal(WORKER_COMMANDS[entry], NOTIFIER=notifier)
+    assert "NOTIFIER" in line and "NOTIFIER=webhook" in line
+
+
+@pytest.mark.parametrize("entry", WORKER_COMMANDS)
+async def test_the_product_worker_refuses_to_start_without_code_hash_key(entry: str) -> None:
+    line = await refusal(WORKER_COMMANDS[entry], CODE_HASH_KEY=None)
+    assert "CODE_HASH_KEY is not set" in line
+    line = await refusal(WORKER_COMMANDS[entry], CODE_HASH_KEY="k1:tooshort")
+    assert "CODE_HASH_KEY" in line and "tooshort" not in line
+
+
+async def test_the_product_worker_refuses_a_malformed_webhook_secret() -> None:
+    line = await refusal(WORKER_COMMANDS["python worker.py"], NOTIFY_WEBHOOK_SECRET="hunter2")
+    assert "NOTIFY_WEBHOOK_SECRET must be whsec_" in line and "hunter2" not in line
 
 
 WORKFLOW_SOURCE = """

@@ -8,11 +8,14 @@ Decoding shows codes and PII, so every call is authenticated, in one of three wa
    once at `/codec/session` with one of the tokens; the cookie is HttpOnly, SameSite=Strict,
    scoped to /codec, signed and valid for 8 hours, and the UI sends it when it includes
    credentials (TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true, or the UI's codec settings).
-3. Only under `dev` (CODEC_TRUST_LOCAL_UI): a call from a loopback address whose Origin is an
-   allowed UI origin needs nothing more. The embedded dev server's UI has no login and cannot
-   send a token or hold our cookie; browsers set Origin themselves, so another web page cannot
-   pass for the UI, and every process on the machine that could forge the header can also
-   read DATA_DIR, where the dev stack keeps its API token and payload key.
+3. Only under `dev`: the UI's secret in the path, `/codec/<secret>/decode`. The embedded dev
+   server's UI has no login and cannot send a token or hold our cookie, so `dev` makes a
+   random secret at every start and gives it to that UI alone, in its codec endpoint
+   (`--ui-codec-endpoint <api>/codec/<secret>`); it is not a setting, so no deployment can
+   switch it on. Neither an address nor an Origin is trusted: any local process can send
+   any Origin. (The dev server's UI serves its own settings, endpoint included, to whoever
+   reaches its port on this machine, as it serves the workflows themselves: the secret keeps
+   out whoever cannot reach the UI.)
 
 CORS is open only to the Temporal UI's origin(s) (CODEC_CORS_ORIGINS, by default the embedded
 UI). `create_app` builds one `CodecAccess` from the settings and keeps it on `app.state`.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import time
 
@@ -75,7 +77,7 @@ class Sessions:
 class CodecAccess:
     """The codec server's tokens, sessions and allowed origins, read from the settings once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, ui_secret: str | None = None) -> None:
         if not settings.api_token:
             raise ConfigurationError("API_TOKEN is not set: the codec server needs it")
         self.origins = allowed_origins(settings)
@@ -85,7 +87,7 @@ class CodecAccess:
         self.sessions = Sessions(
             hashlib.sha256(b"codec-sessions:" + settings.link_secret()).digest()
         )
-        self._trust_local_ui = settings.codec_trust_local_ui
+        self._ui_secret = ui_secret.encode() if ui_secret else None
 
     def valid_token(self, candidate: str) -> bool:
         given = candidate.strip().encode()
@@ -97,18 +99,20 @@ class CodecAccess:
         cookie = request.cookies.get(SESSION_COOKIE)
         return cookie is not None and self.sessions.valid(cookie)
 
-    def authorized(self, request: Request, origin: str | None) -> bool:
+    def valid_ui_secret(self, candidate: str) -> bool:
+        """The secret `dev` put in its UI's codec endpoint path (none outside `dev`)."""
+        if self._ui_secret is None:
+            return False
+        return secrets.compare_digest(candidate.encode(), self._ui_secret)
+
+    def authorized(self, request: Request, ui_secret: str | None = None) -> bool:
+        """A valid bearer token, a signed-in session, or (dev) the UI's secret from the path."""
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self.valid_token(credentials):
             return True
         if self.signed_in(request):
             return True
-        return (
-            self._trust_local_ui
-            and origin is not None
-            and origin in self.origins
-            and _is_loopback(request)
-        )
+        return ui_secret is not None and self.valid_ui_secret(ui_secret)
 
     def cors(self, origin: str | None) -> dict[str, str]:
         headers = {"Vary": "Origin"}
@@ -116,12 +120,3 @@ class CodecAccess:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
-
-
-def _is_loopback(request: Request) -> bool:
-    if request.client is None:
-        return False
-    try:
-        return ipaddress.ip_address(request.client.host).is_loopback
-    except ValueError:
-        return False

@@ -33,13 +33,21 @@ ROUTERS = (
 
 
 def create_app(
-    settings: Settings, *, pool: asyncpg.Pool | None = None, client: Client | None = None
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    client: Client | None = None,
+    ui_codec_secret: str | None = None,
 ) -> FastAPI:
-    """The app; given a pool and client it uses them, otherwise it opens its own at start-up."""
+    """The app; given a pool and client it uses them, otherwise it opens its own at start-up.
+
+    `ui_codec_secret` is `dev`'s alone: the secret in its embedded UI's codec endpoint path
+    (never read from the environment, see service.api.codec_access).
+    """
     if not settings.api_token:
         raise ConfigurationError("API_TOKEN is not set: the API refuses to run without a token")
     signer = LinkSigner(settings.link_secret())
-    codec_access = CodecAccess(settings)
+    codec_access = CodecAccess(settings, ui_secret=ui_codec_secret)
     app = FastAPI(
         title="account-deletion",
         version="1",

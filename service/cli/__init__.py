@@ -36,9 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as error:
             err(str(error))
             return EXIT_REFUSED
-    if command == "dev":
-        return admin.dev(settings, args)
     try:
+        if command == "dev":
+            return admin.dev(settings, args)
         if command == "worker":
             return admin.worker(settings)
         if command == "api":

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.code_hash import CodeHasher
 from activities.notify import Notifier
 from starter.client import DeletionClient
 from tests.support.gateway import Gateway
@@ -35,6 +36,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 API_TOKEN = "test-token-0123456789"
 """The API token of the `api` fixture's app (a module may override the `api_token` fixture)."""
+
+TEST_CODE_HASH_KEY = "codes1:" + "c29tZS1maXhlZC10ZXN0LWNvZGUtaGFzaC1rZXkhISE="
+"""CODE_HASH_KEY of the test session (tests/conftest.py exports it when the environment sets
+none): the workers in this process and the worker processes the tests start hash and check
+codes with it."""
+
+
+def code_hasher_for_tests() -> CodeHasher:
+    return CodeHasher.from_text(os.environ.get("CODE_HASH_KEY") or TEST_CODE_HASH_KEY)
 
 
 @asynccontextmanager
@@ -51,7 +61,9 @@ async def running_worker(
         client,
         task_queue=task_queue,
         workflows=[AccountDeletion],
-        activities=activities_for(pool, notifier, purge_batch_size=batch_size),
+        activities=activities_for(
+            pool, notifier, code_hasher_for_tests(), purge_batch_size=batch_size
+        ),
     ) as worker:
         yield worker
 
@@ -89,15 +101,18 @@ def webhook_worker_env(
     **more: str,
 ) -> dict[str, str]:
     """The environment of a `worker_process` on the client's server and namespace, serving
-    `task_queue` on the database at `database_url` and delivering to `gateway`: purges go in
-    batches of `batch_size` rows, SIGTERM gives running activities `shutdown_seconds`."""
+    `task_queue` on the database at `database_url` and delivering to `gateway` (signed with its
+    secret): purges go in batches of `batch_size` rows, SIGTERM gives running activities
+    `shutdown_seconds`."""
     return {
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": client.namespace,
         "TEMPORAL_TASK_QUEUE": task_queue,
         "DATABASE_URL": database_url,
+        "CODE_HASH_KEY": os.environ.get("CODE_HASH_KEY") or TEST_CODE_HASH_KEY,
         "NOTIFIER": "webhook",
         "NOTIFY_WEBHOOK_URL": gateway.url,
+        "NOTIFY_WEBHOOK_SECRET": gateway.secret,
         "PURGE_BATCH_SIZE": str(batch_size),
         "WORKER_SHUTDOWN_SECONDS": str(shutdown_seconds),
         **more,

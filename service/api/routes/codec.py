@@ -9,6 +9,8 @@ it reads exactly what the workers write):
 - CORS only for the Temporal UI's origin(s): a preflight from any other origin is refused,
   and so is a call that carries another Origin.
 - `GET /codec/session` and `POST /codec/session`: the sign-in page for a browser session.
+- Under `dev` only, `POST /codec/<secret>/decode` and `/encode`: the embedded UI's endpoint,
+  whose path holds the secret `dev` made for it at start (`create_app(ui_codec_secret=...)`).
 
 Who may call it, and how, is in `service.api.codec_access`.
 
@@ -71,6 +73,22 @@ async def decode(request: Request, access: CodecAccessDep) -> Response:
 router.add_api_route("/decode", preflight, methods=["OPTIONS"])
 
 
+@router.post("/{ui_secret}/encode")
+async def encode_for_dev_ui(request: Request, access: CodecAccessDep, ui_secret: str) -> Response:
+    return await _apply(request, access, "encode", ui_secret)
+
+
+router.add_api_route("/{ui_secret}/encode", preflight, methods=["OPTIONS"])
+
+
+@router.post("/{ui_secret}/decode")
+async def decode_for_dev_ui(request: Request, access: CodecAccessDep, ui_secret: str) -> Response:
+    return await _apply(request, access, "decode", ui_secret)
+
+
+router.add_api_route("/{ui_secret}/decode", preflight, methods=["OPTIONS"])
+
+
 # HEAD as well: Starlette answers it for every GET route it serves directly.
 @router.api_route("/session", methods=["GET", "HEAD"])
 async def session_page(request: Request, access: CodecAccessDep) -> Response:
@@ -97,13 +115,16 @@ async def sign_in(request: Request, access: CodecAccessDep) -> Response:
 
 
 async def _apply(
-    request: Request, access: CodecAccess, operation: Literal["encode", "decode"]
+    request: Request,
+    access: CodecAccess,
+    operation: Literal["encode", "decode"],
+    ui_secret: str | None = None,
 ) -> Response:
     origin = request.headers.get("origin")
     if origin is not None and origin not in access.origins:
         return problem(403, "origin_not_allowed", "CORS is open to the Temporal UI only")
     headers = access.cors(origin)
-    if not access.authorized(request, origin):
+    if not access.authorized(request, ui_secret):
         response = problem(
             401,
             "unauthorized",
