@@ -117,6 +117,15 @@ def published(port: object) -> tuple[int, int]:
     return int(parts[-2]), int(parts[-1])
 
 
+def bound_address(port: object) -> str:
+    """The host address a short-syntax `ports` entry binds as the operator leaves it; all
+    interfaces when it names none."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "0.0.0.0"))
+    parts = str(default_value(port)).split("/")[0].split(":")
+    return ":".join(parts[:-2]) or "0.0.0.0"
+
+
 def settings_env_names() -> set[str]:
     prefix = str(Settings.model_config.get("env_prefix") or "")
     return {f"{prefix}{name}".upper() for name in Settings.model_fields}
@@ -237,6 +246,24 @@ def test_product_services_get_the_settings_they_need(compose: dict[str, Any]) ->
     assert {"NOTIFIER", "NOTIFY_WEBHOOK_URL"} <= set(worker), "the worker sends the codes"
 
 
+def test_the_worker_sends_codes_to_a_signed_webhook_never_to_its_log(
+    compose: dict[str, Any],
+) -> None:
+    worker = environment(services(compose)["worker"])
+    assert worker["NOTIFIER"] == "webhook", "the log notifier puts every code in container logs"
+    for name in ("NOTIFY_WEBHOOK_URL", "NOTIFY_WEBHOOK_SECRET"):
+        assert name in worker and default_value(worker[name]) is None, f"{name} must be required"
+    for name in PRODUCT_SERVICES:
+        env = environment(services(compose)[name])
+        assert default_value(env.get("NOTIFIER", "webhook")) == "webhook", name
+
+
+def test_the_code_hash_key_is_required_by_the_worker(compose: dict[str, Any]) -> None:
+    worker = environment(services(compose)["worker"])
+    assert "CODE_HASH_KEY" in worker, "the worker refuses to start without CODE_HASH_KEY"
+    assert default_value(worker["CODE_HASH_KEY"]) is None, "CODE_HASH_KEY must be required"
+
+
 def test_product_environment_defaults_are_valid_settings(compose: dict[str, Any]) -> None:
     for name in PRODUCT_SERVICES:
         values = {}
@@ -318,6 +345,22 @@ def test_ui_talks_to_temporal_and_can_use_a_codec(compose: dict[str, Any]) -> No
     assert "TEMPORAL_CORS_ORIGINS" in env
     assert "TEMPORAL_CODEC_ENDPOINT" in env
     assert [published(port) for port in ui.get("ports", [])] == [(8233, 8080)]
+
+
+def test_the_ui_is_on_loopback_and_read_only_unless_the_operator_asks(
+    compose: dict[str, Any],
+) -> None:
+    """It has no login of its own: this host only, and no cancel/terminate/reset by default."""
+    ui = services(compose)["temporal-ui"]
+    assert [bound_address(port) for port in ui.get("ports", [])] == ["127.0.0.1"]
+    env = environment(ui)
+    assert default_value(env["TEMPORAL_DISABLE_WRITE_ACTIONS"]) == "true"
+    assert default_value(env["TEMPORAL_AUTH_ENABLED"]) == "false"
+    assert "TEMPORAL_AUTH_PROVIDER_URL" in env and "TEMPORAL_AUTH_CLIENT_ID" in env
+    for name, service in services(compose).items():
+        if name != "api":
+            for port in service.get("ports", []):
+                assert bound_address(port) == "127.0.0.1", f"{name} publishes {port} widely"
 
 
 def test_payloads_are_encrypted_and_the_ui_decodes_through_the_apis_codec(
