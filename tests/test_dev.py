@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -105,6 +106,22 @@ async def until_stage(env: dict[str, str], account_id: str, stage: str) -> str:
             await asyncio.sleep(0.5)
 
 
+async def codec_opens_to_the_ui_secret_only(
+    http: httpx.AsyncClient, ui_port: int, api: str
+) -> None:
+    """The UI's codec endpoint holds the secret `dev` made for it; the plain endpoint refuses a
+    caller from this machine that sends the UI's Origin without it (any process can)."""
+    ui = f"http://127.0.0.1:{ui_port}"
+    endpoint = (await http.get(f"{ui}/api/v1/settings")).json()["Codec"]["Endpoint"]
+    secret = endpoint.removeprefix(f"{api}/codec/")
+    assert len(secret) >= 32 and "/" not in secret, endpoint
+    body = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "IngiCg=="}]}
+    decoded = await http.post(f"{endpoint}/decode", json=body, headers={"Origin": ui})
+    assert decoded.status_code == 200 and decoded.headers["Access-Control-Allow-Origin"] == ui
+    forged = await http.post(f"{api}/codec/decode", json=body, headers={"Origin": ui})
+    assert forged.status_code == 401
+
+
 async def test_dev_runs_the_whole_product_and_keeps_its_data(tmp_path: Path) -> None:
     ports = {
         "TEMPORAL_DEV_PORT": free_port(),
@@ -114,7 +131,7 @@ async def test_dev_runs_the_whole_product_and_keeps_its_data(tmp_path: Path) -> 
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("TEMPORAL_ADDRESS", "DATABASE_URL", "API_TOKEN", "NOTIFIER")
+        if key not in ("TEMPORAL_ADDRESS", "DATABASE_URL", "API_TOKEN", "NOTIFIER", "CODE_HASH_KEY")
     }
     env.update({key: str(port) for key, port in ports.items()})
     env["DATA_DIR"] = str(tmp_path / "data")
@@ -129,6 +146,9 @@ async def test_dev_runs_the_whole_product_and_keeps_its_data(tmp_path: Path) -> 
             assert (await http.get(f"{api}/docs")).status_code == 200
             unauthorized = await http.get(f"{api}/v1/accounts/x/deletion")
             assert unauthorized.status_code == 401
+            await codec_opens_to_the_ui_secret_only(http, ports["TEMPORAL_UI_PORT"], api)
+        for name in ("api-token", "payload-keys", "code-hash-key"):
+            assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600, name
         code, output = await cli(env, "seed-demo", "--json")
         assert code == 0, output
         demo = json.loads(output)
