@@ -39,8 +39,8 @@ def activities_for(
     pool: asyncpg.Pool, notifier: Notifier, *, purge_batch_size: int = 5000
 ) -> Sequence[Any]:
     """Every activity of the product, bound to this process's pool and notifier."""
-    account = AccountActivities(pool)
     purge = PurgeActivities(pool, batch_size=purge_batch_size)
+    account = AccountActivities(pool, purges=purge)
     verification = VerificationActivities(pool, notifier)
     return [
         PrerequisiteActivities(pool).check_prerequisites,
