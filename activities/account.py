@@ -9,7 +9,12 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notify import contact_channel, record_outgoing
+from activities.notify import (
+    contact_channel,
+    expire_undelivered,
+    record_outgoing,
+    scrub_undelivered,
+)
 from activities.purge import PurgeActivities
 from contract.errors import ACCOUNT_MISSING, PURGE_INCOMPLETE, PURGES_UNFINISHED
 from contract.models import (
@@ -222,6 +227,11 @@ class AccountActivities:
                 products=await _as_counted(conn, request.account_id, request.products),
                 identifiers_released_at=released_at,
             )
+            # No message of the account keeps its email or phone once it is deleted: those not
+            # delivered (a code whose gateway was down, in a cancelled run) lose them now, and
+            # the confirmation below keeps its recipient only until it is delivered or expires.
+            await scrub_undelivered(conn, request.account_id, "account deleted before delivery")
+            await expire_undelivered(conn)
             channel, recipient = contact_channel(account["email"], account["phone"])
             body = (
                 "Your cloud account has been deleted. Its data was purged from "

@@ -25,3 +25,6 @@ PURGES_UNFINISHED = "PurgesUnfinished"
 """Identifiers were to be released while a product of the registry has no finished purge."""
 UNKNOWN_NOTIFICATION = "UnknownNotification"
 """A notification was to be delivered that the outbox does not hold."""
+NOTIFICATION_EXPIRED = "NotificationExpired"
+"""A notification was not delivered in time (a day) or its account was deleted meanwhile:
+its recipient and body were cleared, nothing can deliver it any more."""

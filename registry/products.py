@@ -299,7 +299,10 @@ RETAINED_TABLES: dict[str, str] = {
     "deletions": "the deletion's own record and receipt",
     "audit_events": "append-only audit trail; holds ids and counts, never PII",
     "legal_holds": "a legal record about the account, kept by law",
-    "notification_outbox": "delivery log; recipient and body are cleared once delivered",
+    "notification_outbox": (
+        "delivery log; recipient and body are cleared once delivered, after a day undelivered,"
+        " and when the account is deleted (the confirmation then keeps them until delivered)"
+    ),
     "purge_progress": "the purge's own bookkeeping, the source of the receipt's counts",
     "product_purges": "the purge's own bookkeeping: which products finished, and when",
 }
