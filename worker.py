@@ -58,8 +58,8 @@ def activities_for(
     pool: asyncpg.Pool, notifier: Notifier, hasher: CodeHasher, *, purge_batch_size: int = 5000
 ) -> Sequence[Any]:
     """Every activity of the product, bound to this process's pool, notifier and code hasher."""
-    account = AccountActivities(pool)
     purge = PurgeActivities(pool, batch_size=purge_batch_size)
+    account = AccountActivities(pool, purges=purge)
     verification = VerificationActivities(pool, notifier, hasher)
     return [
         PrerequisiteActivities(pool).check_prerequisites,

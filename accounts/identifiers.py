@@ -1,13 +1,17 @@
 """Normalising and masking the three identifiers an account holds: user name, email, phone.
 
 Normalised forms are what claims compare, so `Alice@Example.COM` and `alice@example.com`
-are the same email and `+86 138-0013-8000` and `+8613800138000` the same phone.
+are the same email and `+86 138-0013-8000` and `+8613800138000` the same phone (and
+`+44 07911 123456` and `+447911123456`: the trunk prefix 0 is not part of the number).
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
+
+import email_validator
+import phonenumbers
 
 
 class IdentifierKind(StrEnum):
@@ -32,10 +36,9 @@ class InvalidIdentifier(ValueError):
 
 
 _USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{2,31}$")
-_EMAIL_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
-_DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_PHONE_SEPARATORS = re.compile(r"[\s().-]")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_PHONE_CHARACTERS = re.compile(r"^\+?[0-9\s().-]+$")
+"""Digits, a leading '+' and the usual separators: letters (`+1 415 CALL NOW`) are refused, not
+read as a keypad would."""
 
 
 def normalize_user_name(value: str) -> str:
@@ -49,35 +52,45 @@ def normalize_user_name(value: str) -> str:
 
 
 def normalize_email(value: str) -> str:
-    address = value.strip().lower()
-    local, at, domain = address.rpartition("@")
-    labels = domain.split(".")
-    if (
-        not at
-        or len(address) > 254
-        or not _EMAIL_LOCAL.fullmatch(local)
-        or local.startswith(".")
-        or local.endswith(".")
-        or ".." in local
-        or len(labels) < 2
-        or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
-        or labels[-1].isdigit()
-    ):
-        raise InvalidIdentifier(IdentifierKind.EMAIL, "expected an address like name@example.com")
-    return address
+    """The address as `email-validator` normalises it (Unicode NFC, the domain in its IDNA
+    Unicode form, so `jane@xn--fsqu00a.xn--4rr70v` is `jane@例子.广告`), lower-cased whole:
+    claims compare addresses case-insensitively, as every mailbox provider that matters does.
+
+    Internationalised addresses (`josé@example.com`, `用户@例子.广告`) are accepted. Syntax only:
+    no DNS lookup (`check_deliverability=False`), but the domain must be one that can exist on
+    the internet (`jane@localhost` is refused)."""
+    try:
+        address = email_validator.validate_email(value.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        # The library's reason may quote parts of the address: say why without the value.
+        raise InvalidIdentifier(
+            IdentifierKind.EMAIL, "expected an address like name@example.com"
+        ) from None
+    return address.normalized.lower()
 
 
 def normalize_phone(value: str) -> str:
-    """E.164: '+', country code and number, digits only ('00' for '+' is accepted)."""
-    number = _PHONE_SEPARATORS.sub("", value.strip())
+    """E.164 as libphonenumber (`phonenumbers`) formats it: '+', country code and national
+    number without its trunk prefix, so `+44 07911 123456` is `+447911123456`. The number must
+    be a valid one of its country's numbering plan; '00' for '+' is accepted."""
+    number = value.strip()
     if number.startswith("00"):
         number = "+" + number[2:]
-    if not _E164.fullmatch(number):
+    if not _PHONE_CHARACTERS.fullmatch(number) or not number.startswith("+"):
         raise InvalidIdentifier(
             IdentifierKind.PHONE,
             "expected an international number with country code, like +14155550123",
         )
-    return number
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise InvalidIdentifier(
+            IdentifierKind.PHONE,
+            "not a valid phone number: check the country code and the number's digits",
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 NORMALIZERS = {

@@ -9,17 +9,31 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notify import contact_channel, record_outgoing
-from contract.errors import ACCOUNT_MISSING, PURGES_UNFINISHED
-from contract.models import AccountRef, DeletionReceipt, FinalizeInput, ProgressRecord
+from activities.notify import (
+    contact_channel,
+    expire_undelivered,
+    record_outgoing,
+    scrub_undelivered,
+)
+from activities.purge import PurgeActivities
+from contract.errors import ACCOUNT_MISSING, PURGE_INCOMPLETE, PURGES_UNFINISHED
+from contract.models import (
+    AccountRef,
+    DeletionReceipt,
+    FinalizeInput,
+    ProductReceipt,
+    ProgressRecord,
+)
 from contract.stages import Stage
 from registry.products import PRODUCTS
 from store.audit import audit
+from store.db import Connection
 
 
 class AccountActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, purges: PurgeActivities | None = None) -> None:
         self._pool = pool
+        self._purges = purges or PurgeActivities(pool)
 
     @activity.defn
     async def record_progress(self, record: ProgressRecord) -> None:
@@ -124,7 +138,16 @@ class AccountActivities:
 
     @activity.defn
     async def release_identifiers(self, ref: AccountRef) -> datetime:
-        """Releases user name, email and phone; refuses while any product's purge is unfinished."""
+        """Releases user name, email and phone; refuses while any product's purge is unfinished.
+
+        Every product is probed again first: one purged early may have written rows since
+        (late rows), and those are purged again here, inline, before anything is released.
+        Inline, because the workflow re-plans only the products it has not seen succeed:
+        refusing would send it back to PURGING with nothing to do, and here again, for ever.
+        The re-purge is the product's own idempotent, counted purge; the receipt that
+        `finalize_deletion` records reads the counts, late rows included.
+        """
+        await self._purges.purge_late_rows(ref.account_id, ref.workflow_id)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "select 1 from accounts where account_id = $1 for update", ref.account_id
@@ -141,6 +164,13 @@ class AccountActivities:
                     f"purges unfinished: {', '.join(unfinished)}",
                     type=PURGES_UNFINISHED,
                     non_retryable=True,
+                )
+            # Checked again under the account's lock, in the transaction that releases: rows
+            # written since the re-purge above make this attempt fail, and the retry purges them.
+            if dirty := await _holding_rows(conn, ref.account_id):
+                raise ApplicationError(
+                    f"rows written after the purge of {', '.join(dirty)}: purging them again",
+                    type=PURGE_INCOMPLETE,
                 )
             released_at: datetime | None = await conn.fetchval(
                 "select max(released_at) from identifier_claims where account_id = $1",
@@ -194,9 +224,14 @@ class AccountActivities:
                 requested_by=request.requested_by,
                 requested_at=request.requested_at,
                 closed_at=closed_at,
-                products=request.products,
+                products=await _as_counted(conn, request.account_id, request.products),
                 identifiers_released_at=released_at,
             )
+            # No message of the account keeps its email or phone once it is deleted: those not
+            # delivered (a code whose gateway was down, in a cancelled run) lose them now, and
+            # the confirmation below keeps its recipient only until it is delivered or expires.
+            await scrub_undelivered(conn, request.account_id, "account deleted before delivery")
+            await expire_undelivered(conn)
             channel, recipient = contact_channel(account["email"], account["phone"])
             body = (
                 "Your cloud account has been deleted. Its data was purged from "
@@ -241,6 +276,44 @@ class AccountActivities:
                 products={p.product: p.rows for p in request.products},
             )
         return receipt
+
+
+async def _holding_rows(conn: Connection, account_id: str) -> list[str]:
+    """The products whose probe finds rows of the account (read-only)."""
+    dirty = []
+    for product in PRODUCTS:
+        counts = await conn.fetchrow(product.probe_sql, account_id)
+        if counts is not None and any(counts.values()):
+            dirty.append(product.name)
+    return dirty
+
+
+async def _as_counted(
+    conn: Connection, account_id: str, products: list[ProductReceipt]
+) -> list[ProductReceipt]:
+    """The products' receipts with each table's rows as `purge_progress` counts them: the
+    workflow's receipts were made when each purge finished, before any late rows were purged
+    again by `release_identifiers`."""
+    counted = {
+        (row["product"], row["table_name"]): int(row["rows"])
+        for row in await conn.fetch(
+            "select product, table_name, rows from purge_progress where account_id = $1",
+            account_id,
+        )
+    }
+    return [
+        product.model_copy(
+            update={
+                "tables": [
+                    table.model_copy(
+                        update={"rows": counted.get((product.product, table.table), table.rows)}
+                    )
+                    for table in product.tables
+                ]
+            }
+        )
+        for product in products
+    ]
 
 
 def _count(status: str) -> int:

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, TextIO
 
 import asyncpg
@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accounts.identifiers import mask_email, mask_phone
-from contract.errors import UNKNOWN_NOTIFICATION
+from contract.errors import NOTIFICATION_EXPIRED, UNKNOWN_NOTIFICATION
 from contract.models import DeliverNotificationInput
 from core.config import ConfigurationError
 from store.db import Connection
@@ -133,6 +133,48 @@ class WebhookNotifier:
         await self._client.aclose()
 
 
+NOTIFICATION_TTL = timedelta(days=1)
+"""How long an undelivered message keeps its recipient and body: then it expires, cleared."""
+
+
+async def scrub_undelivered(conn: Connection, account_id: str, reason: str) -> int:
+    """Clears recipient and body of the account's messages not delivered (delivered ones hold
+    neither): once the account is deleted, none of them may keep its email or phone."""
+    return _count(
+        await conn.execute(
+            """
+            update notification_outbox set recipient = null, body = null, last_error = $2
+            where account_id = $1 and delivered_at is null
+              and (recipient is not null or body is not null)
+            """,
+            account_id,
+            reason,
+        )
+    )
+
+
+async def expire_undelivered(conn: Connection) -> int:
+    """Clears the messages of deleted accounts left undelivered for longer than the TTL (a
+    confirmation whose deliverer gave up, or died on its last attempt)."""
+    return _count(
+        await conn.execute(
+            """
+            update notification_outbox o set recipient = null, body = null,
+                last_error = 'expired undelivered'
+            from accounts a
+            where a.account_id = o.account_id and a.status = 'deleted'
+              and o.delivered_at is null and o.created_at < now() - $1::interval
+              and (o.recipient is not null or o.body is not null)
+            """,
+            NOTIFICATION_TTL,
+        )
+    )
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
 def notification_id_for(idempotency_key: str) -> str:
     """The same message always gets the same id, so that gateways can drop duplicates."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"account-deletion:{idempotency_key}"))
@@ -206,10 +248,12 @@ class NotificationActivities:
         """
         row = await self._pool.fetchrow(
             """
-            select notification_id, account_id, channel, recipient, body, delivered_at
+            select notification_id, account_id, channel, recipient, body, delivered_at,
+                   created_at < now() - $2::interval as expired
             from notification_outbox where idempotency_key = $1
             """,
             request.idempotency_key,
+            NOTIFICATION_TTL,
         )
         if row is None:
             raise ApplicationError(
@@ -217,6 +261,8 @@ class NotificationActivities:
             )
         if row["delivered_at"] is not None:
             return False
+        if row["expired"] or row["recipient"] is None or row["body"] is None:
+            await self._expire(row["notification_id"])
         message = Message(
             str(row["notification_id"]),
             row["account_id"],
@@ -224,5 +270,37 @@ class NotificationActivities:
             row["recipient"],
             row["body"],
         )
-        await deliver_recorded(self._pool, self._notifier, message)
+        try:
+            await deliver_recorded(self._pool, self._notifier, message)
+        except Exception:
+            if _last_attempt():
+                # No attempt can follow before the deadline: the message does not keep the
+                # recipient beyond it.
+                await self._expire(row["notification_id"])
+            raise
         return True
+
+    async def _expire(self, notification_id: uuid.UUID) -> None:
+        await self._pool.execute(
+            """
+            update notification_outbox
+            set recipient = null, body = null, last_error = 'expired undelivered'
+            where notification_id = $1 and delivered_at is null
+            """,
+            notification_id,
+        )
+        raise ApplicationError(
+            "the notification expired undelivered; its recipient was cleared",
+            type=NOTIFICATION_EXPIRED,
+            non_retryable=True,
+        )
+
+
+def _last_attempt() -> bool:
+    """Whether this attempt is the last one that can run before the schedule-to-close deadline
+    (the next would start only after it, with less than a start-to-close left)."""
+    info = activity.info()
+    if info.schedule_to_close_timeout is None:
+        return False
+    deadline = info.scheduled_time + info.schedule_to_close_timeout
+    return datetime.now(UTC) + (info.start_to_close_timeout or timedelta()) >= deadline

@@ -85,6 +85,72 @@ class PurgeActivities:
             type=PURGE_INCOMPLETE,
         )
 
+    async def purge_late_rows(self, account_id: str, workflow_id: str) -> dict[str, int]:
+        """Purges again every product whose purge finished but that holds rows of the account
+        again (written late: a run can wait for months in PURGE_BLOCKED while products keep
+        writing). Called by `release_identifiers`, which releases nothing until every product
+        probes clean. Counted in `purge_progress` like any batch, so the receipt includes them.
+
+        Returns the rows purged per product now. A product under an active legal hold is not
+        touched: the error is retryable, so the release waits, identifiers held, until it is
+        lifted.
+        """
+        finished = {
+            row["product"]
+            for row in await self._pool.fetch(
+                "select product from product_purges where account_id = $1", account_id
+            )
+        }
+        beat = _Heartbeat(self._heartbeat_after)
+        purged: dict[str, int] = {}
+        for product in PRODUCTS:
+            if product.name not in finished or not await self._probe(product, account_id):
+                continue
+            request = PurgeProductInput(
+                account_id=account_id, workflow_id=workflow_id, product=product.name
+            )
+            _, hold = await self._standing(request)
+            if hold is not None:
+                raise ApplicationError(
+                    f"{product.name} holds rows written after its purge, but refuses: {hold}",
+                    type=PURGE_REFUSED,
+                )
+            before = await self._rows_counted(account_id, product.name)
+            for _ in range(3):
+                for index, table in enumerate(product.tables):
+                    await self._purge_table(request, table, index, beat)
+                if not (left := await self._probe(product, account_id)):
+                    break
+            else:
+                raise ApplicationError(
+                    f"{product.name}: rows keep appearing in {', '.join(sorted(left))}",
+                    type=PURGE_INCOMPLETE,
+                )
+            purged[product.name] = await self._rows_counted(account_id, product.name) - before
+            async with self._pool.acquire() as conn:
+                await audit(
+                    conn,
+                    account_id,
+                    workflow_id,
+                    "late_rows_purged",
+                    product=product.name,
+                    rows=purged[product.name],
+                )
+            activity.logger.info(
+                "purged %s again: %d late rows", product.name, purged[product.name]
+            )
+        return purged
+
+    async def _rows_counted(self, account_id: str, product: str) -> int:
+        return int(
+            await self._pool.fetchval(
+                "select coalesce(sum(rows), 0) from purge_progress"
+                " where account_id = $1 and product = $2",
+                account_id,
+                product,
+            )
+        )
+
     async def _probe(self, product: Product, account_id: str) -> dict[str, int]:
         """Read-only: what of the account is still in the product's tables."""
         counts = await self._pool.fetchrow(product.probe_sql, account_id)

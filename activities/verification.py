@@ -4,6 +4,7 @@ attempts."""
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 
@@ -20,9 +21,15 @@ from activities.notify import (
     masked,
     record_outgoing,
 )
-from contract.errors import ACCOUNT_NOT_ACTIVE, NO_CONTACT, UNKNOWN_CHALLENGE
+from contract.errors import (
+    ACCOUNT_NOT_ACTIVE,
+    CODE_LIMIT_REACHED,
+    NO_CONTACT,
+    UNKNOWN_CHALLENGE,
+)
 from contract.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
 from contract.models import VerificationOutcome as Outcome
+from store.code_limits import CODE_LIMIT, code_allowance, count_code, lock_recipient
 from store.db import Connection
 
 
@@ -65,6 +72,7 @@ class VerificationActivities:
                 raise ApplicationError(
                     "the account has neither email nor phone", type=NO_CONTACT, non_retryable=True
                 )
+            await self._within_code_limit(conn, request.account_id, challenge)
             await conn.execute(
                 """
                 insert into verification_challenges (challenge_id, account_id, workflow_id,
@@ -123,6 +131,26 @@ class VerificationActivities:
             expires_at=request.expires_at,
             attempts_left=request.attempts,
         )
+
+    @staticmethod
+    async def _within_code_limit(conn: Connection, account_id: str, challenge: uuid.UUID) -> None:
+        """Counts the code against the limits across runs (per account and per recipient, in
+        24 hours), or refuses it for good with when the next one is allowed."""
+        await lock_recipient(conn, account_id)
+        allowance = await code_allowance(conn, account_id, challenge)
+        if (wait := allowance.retry_after) is not None:
+            assert allowance.next_code_at is not None
+            raise ApplicationError(
+                f"at most {CODE_LIMIT} codes per account and recipient in 24 hours",
+                {
+                    "retry_after_seconds": math.ceil(wait.total_seconds()),
+                    "next_code_at": allowance.next_code_at.isoformat(),
+                },
+                type=CODE_LIMIT_REACHED,
+                non_retryable=True,
+            )
+        assert allowance.recipient_hash is not None
+        await count_code(conn, account_id, challenge, allowance.recipient_hash)
 
     @activity.defn
     async def check_verification_code(self, request: CheckCodeInput) -> CodeCheck:

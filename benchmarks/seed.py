@@ -80,12 +80,12 @@ async def seed_account(
                 RegistrationRequest(
                     user_name=f"bench{token}",
                     email=f"bench+{token}@example.com",
-                    phone="+1415" + str(uuid.uuid4().int)[:7],
+                    phone="+1415" + str(2_000_000 + uuid.uuid4().int % 8_000_000),
                 ),
             )
             break
         except IdentifierTaken:
-            # Seven random digits: among thousands of accounts, a phone number repeats.
+            # Seven random digits (an exchange from 200): among thousands of accounts, one repeats.
             if attempt == 4:
                 raise
     rows = 0

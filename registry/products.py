@@ -299,7 +299,14 @@ RETAINED_TABLES: dict[str, str] = {
     "deletions": "the deletion's own record and receipt",
     "audit_events": "append-only audit trail; holds ids and counts, never PII",
     "legal_holds": "a legal record about the account, kept by law",
-    "notification_outbox": "delivery log; recipient and body are cleared once delivered",
+    "notification_outbox": (
+        "delivery log; recipient and body are cleared once delivered, after a day undelivered,"
+        " and when the account is deleted (the confirmation then keeps them until delivered)"
+    ),
+    "verification_code_issues": (
+        "codes sent per account and keyed hash of the recipient: the 24-hour limit across runs"
+        " and accounts (no PII; rows leave with the window)"
+    ),
     "purge_progress": "the purge's own bookkeeping, the source of the receipt's counts",
     "product_purges": "the purge's own bookkeeping: which products finished, and when",
 }

@@ -8,6 +8,7 @@ checking that they fit the deletion's stage.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,7 @@ from core.codec import data_converter
 from core.config import ConfigurationError, Settings
 from starter.details import static_details
 from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
+from store.code_limits import code_allowance
 from store.progress import rows_purged
 from workflows.account_deletion import AccountDeletion
 
@@ -111,6 +113,11 @@ class TooSoon(DeletionError):
 
     code = "rate_limited"
 
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """How long until it is allowed, when known (the API's `Retry-After`)."""
+
 
 @dataclass(frozen=True)
 class StartedDeletion:
@@ -148,6 +155,13 @@ class DeletionClient:
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
+        if (wait := await self.code_limit_retry_after(account_id)) is not None:
+            # The run could send no code: refuse before starting it.
+            raise TooSoon(
+                f"no more codes can be sent to this account for {math.ceil(wait.total_seconds())}"
+                " seconds",
+                retry_after=wait,
+            )
         handle = await self._client.start_workflow(
             AccountDeletion.run,
             request,
@@ -165,6 +179,12 @@ class DeletionClient:
         )
         assert handle.result_run_id is not None
         return StartedDeletion(workflow_id, handle.result_run_id, started=True)
+
+    async def code_limit_retry_after(self, account_id: str) -> timedelta | None:
+        """How long until the account may be sent a verification code again (at most
+        `CODE_LIMIT` per account and per recipient in 24 hours, across runs); None if now."""
+        async with self._pool.acquire() as conn:
+            return (await code_allowance(conn, account_id)).retry_after
 
     async def current_run_id(self, account_id: str) -> str | None:
         """The id of the account's latest deletion run (running or closed), if any."""

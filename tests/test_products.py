@@ -343,7 +343,7 @@ async def test_live_states_are_states_the_schema_allows_and_leave_some_residual(
 
 async def _register(pool: asyncpg.Pool) -> str:
     name = f"user{uuid.uuid4().hex[:10]}"
-    phone = "+1415" + str(uuid.uuid4().int)[:7]
+    phone = "+1415" + str(2_000_000 + uuid.uuid4().int % 8_000_000)
     account = await register_account(
         pool, RegistrationRequest(user_name=name, email=f"{name}@example.com", phone=phone)
     )

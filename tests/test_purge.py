@@ -35,7 +35,7 @@ def _request(n: int) -> RegistrationRequest:
     return RegistrationRequest(
         user_name=f"user{tag}",
         email=f"user{tag}@example.com",
-        phone=f"+1415{n:03d}{uuid.uuid4().int % 10000:04d}",
+        phone=f"+1415{200 + n:03d}{uuid.uuid4().int % 10000:04d}",
     )
 
 

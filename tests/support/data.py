@@ -68,7 +68,8 @@ async def contact_of(pool: asyncpg.Pool, account_id: str) -> asyncpg.Record:
 
 
 def _phone() -> str:
-    return "+1415" + str(uuid.uuid4().int)[:7]
+    """A valid number of the North American plan (its exchange does not start with 0 or 1)."""
+    return "+1415" + str(2_000_000 + uuid.uuid4().int % 8_000_000)
 
 
 async def attach_every_prerequisite(pool: asyncpg.Pool, account_id: str) -> None:
