@@ -21,7 +21,7 @@ from activities.notify import LogNotifier, NotificationActivities, Notifier, Web
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
-from core.config import ConfigurationError, Settings
+from core.config import ConfigurationError, Settings, load_settings
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -131,9 +131,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main() -> None:
     from core.observability import configure_logging
 
-    settings = Settings()
-    configure_logging(settings)
-    asyncio.run(run_worker(settings))
+    try:
+        settings = load_settings()
+        configure_logging(settings)
+        asyncio.run(run_worker(settings))
+    except ConfigurationError as error:
+        # One line, never a traceback: the message names the setting and what to do.
+        sys.stderr.write(f"worker: {error}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":
