@@ -1,6 +1,10 @@
 """`/v1/accounts/{account_id}/deletion`: the console backend starts a deletion, follows it,
 passes on the user's code, and rechecks, resends, retries or cancels.
 
+The status is the customer's view (`service.api.customer`): the console shows it to the user,
+so a purge failure's reason (a legal hold is often confidential) is replaced by a generic
+message; operators read it with `account-deletion status`, the `status` query or the UI.
+
 (No `from __future__ import annotations`: FastAPI evaluates these annotations.)
 """
 
@@ -11,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.models import CodeCheck, DeletionReceipt, DeletionStatus
 from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
+from service.api.customer import customer_view
 from service.api.deps import Deletions, SettingsDep, Signer, require_token
 from service.api.problems import PROBLEMS, Problem
 
@@ -78,8 +83,9 @@ async def start(
 
 @router.get("")
 async def get_status(account_id: AccountId, deletions: Deletions) -> DeletionStatus:
-    """Stage, pending tasks (what to finish first), per-product purge progress."""
-    return await deletions.status(account_id)
+    """Stage, pending tasks (what to finish first), per-product purge progress: as the
+    customer may see them (a purge failure's reason, e.g. a legal hold, is for operators)."""
+    return customer_view(await deletions.status(account_id))
 
 
 @router.get("/receipt")
