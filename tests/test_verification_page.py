@@ -13,8 +13,9 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.verification import VerificationActivities
-from contract.models import IssueCodeInput, IssuedCode, TaskCategory
+from contract.models import DeletionStatus, IssueCodeInput, IssuedCode, TaskCategory
 from contract.stages import Stage
+from service.api.page import render
 from tests.support import (
     API_TOKEN,
     Stack,
@@ -183,3 +184,29 @@ async def test_a_legal_hold_reason_is_for_operators_not_for_the_customer(
         )
         await stack.deletions.retry(account_id)
         await handle.result()
+
+
+def _html(status: DeletionStatus) -> str:
+    return bytes(render("l.m", status, None).body).decode()
+
+
+def test_every_stage_renders_a_case_of_its_own_and_only_true_words() -> None:
+    """The moments a live run rarely shows: accepted but not yet frozen, no code sent yet."""
+    base = DeletionStatus(
+        account_id="acct-x",
+        workflow_id="account-deletion-acct-x",
+        stage=Stage.DELETED,
+        requested_by="console",
+    )
+    waiting = base.model_copy(update={"stage": Stage.AWAITING_VERIFICATION})
+    assert "Your code was accepted" in _html(waiting.model_copy(update={"verified": True}))
+    assert "Sending your code" in _html(waiting)
+    for stage in Stage:
+        body = _html(base.model_copy(update={"stage": stage}))
+        assert "<main>" in body, stage
+        if stage in (
+            Stage.CHECKING_PREREQUISITES,
+            Stage.AWAITING_TASKS,
+            Stage.AWAITING_VERIFICATION,
+        ):
+            assert "accepted" not in body, stage

@@ -115,6 +115,11 @@ def _stage(base: str, status: DeletionStatus) -> tuple[str, bool]:
             return "<p>We are checking your account.</p>" + cancel, True
         case Stage.AWAITING_TASKS:
             return _tasks(base, status.pending_tasks) + cancel, False
+        case Stage.AWAITING_VERIFICATION if status.verified:
+            # Accepted a moment ago; the run has not moved to the freeze yet.
+            return note(
+                "Your code was accepted. Your account is being prepared for deletion."
+            ), True
         case Stage.AWAITING_VERIFICATION if status.verification is None:
             return note("Sending your code…") + cancel, True
         case Stage.AWAITING_VERIFICATION:
