@@ -22,7 +22,7 @@ from activities.notify import LogNotifier, NotificationActivities, Notifier, Web
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
-from core.config import ConfigurationError, Settings
+from core.config import ConfigurationError, Settings, load_settings
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -158,11 +158,12 @@ def main() -> int:
     """`python worker.py`: a setting that is missing or wrong is one line on stderr, exit 2."""
     from core.observability import configure_logging
 
-    settings = Settings()
-    configure_logging(settings)
     try:
+        settings = load_settings()
+        configure_logging(settings)
         asyncio.run(run_worker(settings))
     except ConfigurationError as error:
+        # One line, never a traceback: the message names the setting and what to do.
         sys.stderr.write(f"worker: {error}\n")
         return 2
     return 0

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +112,16 @@ class Settings(BaseSettings):
 
     def base_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a malformed one is a `ConfigurationError` naming each
+    variable and its rule on one line, without the value (it may be a key or a token)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_input=False, include_context=False)
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

@@ -109,14 +109,20 @@ class CodeRefused(DeletionError):
 
 
 class TooSoon(DeletionError):
-    """A new code was asked for before the resend interval passed, or none are left."""
+    """Asked sooner than allowed (a resend before its interval, a code beyond the limits of a
+    day, a recheck right after a check): `retry_after` is the seconds to wait (`Retry-After`)."""
 
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+    def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        """How long until it is allowed, when known (the API's `Retry-After`)."""
+
+
+class NoCodesLeft(DeletionError):
+    """Every code this deletion may send was sent: waiting does not help (cancel, start again)."""
+
+    code = "codes_exhausted"
 
 
 @dataclass(frozen=True)
@@ -157,10 +163,10 @@ class DeletionClient:
                 raise
         if (wait := await self.code_limit_retry_after(account_id)) is not None:
             # The run could send no code: refuse before starting it.
+            seconds = math.ceil(wait.total_seconds())
             raise TooSoon(
-                f"no more codes can be sent to this account for {math.ceil(wait.total_seconds())}"
-                " seconds",
-                retry_after=wait,
+                f"no more codes can be sent to this account for {seconds} seconds",
+                retry_after=seconds,
             )
         handle = await self._client.start_workflow(
             AccountDeletion.run,
@@ -242,13 +248,26 @@ class DeletionClient:
         await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
         await self._handle(account_id).signal(AccountDeletion.submit_verification_code, request)
 
-    async def verify(self, account_id: str, code: str) -> CodeCheck:
-        """Checks the code and answers with the outcome (a workflow update)."""
+    async def verify(
+        self, account_id: str, code: str, *, idempotency_key: str | None = None
+    ) -> CodeCheck:
+        """Checks the code and answers with the outcome (a workflow update).
+
+        With an `idempotency_key` the key is the update's id: Temporal runs an update once per
+        id and run, and answers a repeat with the first one's outcome, even once the stage has
+        moved on (the stage is then not checked first: the run's validator still refuses a
+        new code that is not awaited).
+        """
         request = SubmitCodeInput(code=code)
-        await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
+        if idempotency_key is None:
+            await self._require(account_id, {Stage.AWAITING_VERIFICATION}, "submit a code")
+        else:
+            await self._account_status(account_id)
         try:
             return await self._handle(account_id).execute_update(
-                AccountDeletion.verify_code, request
+                AccountDeletion.verify_code,
+                request,
+                id=None if idempotency_key is None else f"verify-{idempotency_key}",
             )
         except (WorkflowUpdateFailedError, RPCError) as error:
             if isinstance(error, RPCError) and error.status != RPCStatusCode.NOT_FOUND:
@@ -263,13 +282,15 @@ class DeletionClient:
         verification = status.verification
         if verification is not None:
             if verification.codes_left <= 0:
-                raise TooSoon("no more codes can be sent for this deletion; cancel and start again")
+                raise NoCodesLeft(
+                    "no more codes can be sent for this deletion; cancel and start again"
+                )
             # The workflow decides on its own clock (and sends an early resend once the
             # interval has passed); this answer only spares the user a silent wait.
             now = datetime.now(UTC)
             if now < verification.next_resend_at:
                 wait = int((verification.next_resend_at - now).total_seconds()) + 1
-                raise TooSoon(f"a new code can be sent in {wait} seconds")
+                raise TooSoon(f"a new code can be sent in {wait} seconds", retry_after=wait)
         await self._handle(account_id).signal(
             AccountDeletion.resend_verification_code, ResendCodeInput()
         )

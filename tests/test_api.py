@@ -48,9 +48,13 @@ async def test_registration_answers_201_then_409_naming_the_identifier(
         headers=AUTH,
     )
     assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
     assert again.json() == {
+        "type": "/problems/identifier_taken",
+        "title": "An identifier is held by another account",
+        "status": 409,
+        "detail": "the email address is already held by another account",
         "error": "identifier_taken",
-        "message": "the email address is already held by another account",
     }
     assert await pool.fetchval("select count(*) from accounts") == 1
 
@@ -175,7 +179,7 @@ async def test_a_422_names_the_field_without_echoing_the_value(api: httpx.AsyncC
     assert response.status_code == 422
     problem = response.json()
     assert problem["error"] == "invalid_request"
-    assert [f["field"] for f in problem["fields"]] == ["body.email"]
+    assert [f["field"] for f in problem["errors"]] == ["body.email"]
     assert "secret.person" not in response.text
 
 

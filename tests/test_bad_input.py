@@ -320,7 +320,7 @@ class Row:
     """HTTP status; CLI exit code; for Temporal the failure's type (`CodeNotAwaited`,
     `RPCError`), or "ignored" for a signal the run takes and does nothing with."""
     error: str | None
-    """The JSON body's `error` (HTTP); None where there is none."""
+    """The problem's `error` code (HTTP); None where the answer is not a problem."""
     message: str
     """A fragment of the message that explains the problem."""
     secret: Callable[[World], str] | None = None
@@ -959,12 +959,16 @@ async def _check_http(world: World, row: Row, send: Http, secrets: list[str]) ->
     text = response.text
     where = f"[{row.name}] {send.method} {path[:80]} → {response.status_code} {text[:300]}"
     assert response.status_code == row.expect, where
-    assert response.headers["content-type"].startswith("application/json"), where
+    media_type = "application/problem+json" if row.error is not None else "application/json"
+    assert response.headers["content-type"].startswith(media_type), where
     answer = response.json()
     if row.error is not None:
+        # RFC 9457 problem details, with the stable code as the `error` extension member.
         assert answer.get("error") == row.error, where
-        assert isinstance(answer.get("message"), str), where
-        assert row.message.lower() in answer["message"].lower(), where
+        assert answer.get("status") == row.expect, where
+        assert isinstance(answer.get("title"), str) and isinstance(answer.get("type"), str), where
+        assert isinstance(answer.get("detail"), str), where
+        assert row.message.lower() in answer["detail"].lower(), where
     else:
         assert row.message in text.replace(" ", ""), where
         assert answer["run_id"] == (await world.handle("verifying").describe()).run_id, where

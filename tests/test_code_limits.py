@@ -121,6 +121,6 @@ async def test_the_client_refuses_to_start_a_deletion_that_could_send_no_code(
     with pytest.raises(TooSoon) as refused:
         await deletions.start(account_id)
     assert refused.value.retry_after is not None
-    assert timedelta(hours=23) < refused.value.retry_after <= timedelta(hours=24)
+    assert 23 * 3600 < refused.value.retry_after <= 24 * 3600
     with pytest.raises(RPCError):  # no run was started
         await (await deletions.handle(account_id)).describe()

@@ -474,7 +474,7 @@ async def test_codec_server_errors_are_clear(api: httpx.AsyncClient) -> None:
     response = await api.post("/codec/decode", json=_body(unknown), headers=_auth())
     assert response.status_code == 422
     assert response.json()["error"] == "undecodable_payload"
-    assert "'retired'" in response.json()["message"]
+    assert "'retired'" in response.json()["detail"]
 
     garbage = await api.post(
         "/codec/decode",

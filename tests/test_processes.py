@@ -17,6 +17,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from core.codec import PayloadKey
 from service.embedded import installed_binary
 from tests.support import REPO_ROOT, TEST_CODE_HASH_KEY
 from tests.support.gateway import new_webhook_secret
@@ -239,3 +240,67 @@ def test_a_bytecode_cache_it_cannot_write_does_not_stop_the_worker(
     cache_bytecode(workflow_class)
 
     assert cache.is_file()
+
+
+BAD_CONFIG = [
+    pytest.param({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE", id="pool size out of range"),
+    pytest.param(
+        {"PAYLOAD_KEYS": "k1:not-base64-secret!"}, "payload key", id="malformed payload keys"
+    ),
+    pytest.param({"NOTIFIER": "carrier-pigeon"}, "NOTIFIER", id="unknown notifier"),
+    pytest.param({"NOTIFIER": "webhook"}, "NOTIFY_WEBHOOK_URL", id="webhook without its url"),
+]
+PROCESSES = {
+    "worker": [sys.executable, str(REPO_ROOT / "worker.py")],
+    "account-deletion worker": [str(installed_binary("account-deletion")), "worker"],
+    "account-deletion api": [str(installed_binary("account-deletion")), "api", "--port", "1"],
+    "account-deletion status": [str(installed_binary("account-deletion")), "status", "acct-x"],
+}
+
+
+@pytest.mark.parametrize("process_name", list(PROCESSES))
+@pytest.mark.parametrize(("bad", "named"), BAD_CONFIG)
+async def test_a_configuration_error_is_one_line_without_a_traceback(
+    client: Client,
+    database_url: str,
+    task_queue: str,
+    process_name: str,
+    bad: dict[str, str],
+    named: str,
+) -> None:
+    if named == "NOTIFY_WEBHOOK_URL" and process_name.endswith(("api", "status")):
+        pytest.skip("only the worker notifies")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("NOTIFIER", "NOTIFY_WEBHOOK_URL", "API_TOKEN")
+    }
+    env.setdefault("PAYLOAD_KEYS", PayloadKey.generate("k1").entry())
+    env.update(
+        TEMPORAL_ADDRESS=client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        DATABASE_URL=database_url,
+        API_TOKEN="process-test-token-123",
+        WORKER_METRICS_ADDRESS="off",
+        DATA_DIR="/nonexistent-data-dir",
+        **bad,
+    )
+    process = await asyncio.create_subprocess_exec(
+        *PROCESSES[process_name],
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = err.decode()
+    where = f"{process_name} with {bad}: exit {process.returncode}\n{out!r}\n{text}"
+    assert process.returncode == 2, where
+    assert "Traceback" not in text and out == b"", where
+    assert len(text.strip().splitlines()) == 1, where
+    assert named in text, where
+    assert "not-base64-secret" not in text, where

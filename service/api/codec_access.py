@@ -66,9 +66,11 @@ class Sessions:
 
     def valid(self, value: str, now: float | None = None) -> bool:
         expires, _, signature = value.partition(".")
-        if not expires.isdigit() or int(expires) <= (now or time.time()):
+        # ASCII digits only ("²" is a digit to `isdigit` but not to `int`), and the signature
+        # compared as bytes (`compare_digest` refuses a str with non-ASCII characters).
+        if not (expires.isascii() and expires.isdigit()) or int(expires) <= (now or time.time()):
             return False
-        return hmac.compare_digest(signature, self._sign(int(expires)))
+        return hmac.compare_digest(signature.encode(), self._sign(int(expires)).encode())
 
     def _sign(self, expires: int) -> str:
         return hmac.new(self._key, f"codec-session:{expires}".encode(), hashlib.sha256).hexdigest()

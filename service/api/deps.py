@@ -18,6 +18,7 @@ from temporalio.client import Client
 from core.config import Settings
 from core.observability import RequestMetrics
 from service.api.codec_access import CodecAccess
+from service.api.idempotency import Idempotency
 from service.api.links import LinkSigner
 from service.api.problems import Unauthorized
 from starter.client import DeletionClient
@@ -70,6 +71,14 @@ def get_deletions(settings: SettingsDep, pool: Pool, client: Temporal) -> Deleti
 
 
 Deletions = Annotated[DeletionClient, Depends(get_deletions)]
+
+
+def get_idempotency(settings: SettingsDep, pool: Pool) -> Idempotency:
+    """The stored answers of POST requests sent with an Idempotency-Key."""
+    return Idempotency(pool, settings.link_secret())
+
+
+IdempotencyStore = Annotated[Idempotency, Depends(get_idempotency)]
 
 
 def _matches(credentials: HTTPAuthorizationCredentials | None, token: bytes | None) -> bool:

@@ -51,7 +51,9 @@ class LinkSigner:
 
     def verify(self, link: str, *, now: float | None = None) -> LinkClaims:
         payload, _, mac = link.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._mac(payload)):
+        # Compared as bytes: `compare_digest` refuses a str with non-ASCII characters (a
+        # TypeError, which was a 500), and a link is whatever the path holds.
+        if not mac or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             raise InvalidLink()
         try:
             account_id, run_id, expires = json.loads(_unb64(payload))

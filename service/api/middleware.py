@@ -1,24 +1,32 @@
-"""The app's middleware: request bodies limited in size, and every request counted.
+"""The app's middleware: request bodies limited in size, every request counted, and any error
+a route did not expect answered as a problem without its message.
 
 `add_middleware` adds them in the one order that works: the counter outermost (so it also
-counts the 413s), then the Content-Length check, then the count of a body as it arrives.
+counts the 413s and 500s), then the catch-all, then the Content-Length check, then the count of
+a body as it arrives.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.observability import RequestMetrics, route_template
 from service.api.codec_access import CODEC_PATH
-from service.api.problems import problem
+from service.api.problems import RETRY_AFTER_SECONDS, problem
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_CODEC_BODY_BYTES = 4 * 1024 * 1024
@@ -89,8 +97,40 @@ async def count_requests(
         metrics.observe(request.method, route, status_code, time.perf_counter() - started)
 
 
+UNREACHABLE_TEMPORAL = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+async def catch_unhandled(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """An error no route expected: a 503 with `Retry-After` when PostgreSQL or Temporal cannot
+    be reached, a 500 otherwise. Logged by its type, route and stack frames, never its message
+    (a pydantic error quotes the input: a code, an email) nor the path (a page link is a
+    credential); nothing is raised on to the server, which would log it whole."""
+    try:
+        return await call_next(request)
+    except Exception as error:
+        routes: list[BaseRoute] = request.app.state.routes
+        route = route_template(routes, request.scope)
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        logger.error(
+            "unhandled %s in %s %s\n%s", type(error).__name__, request.method, route, frames
+        )
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if isinstance(error, RPCError) and error.status in UNREACHABLE_TEMPORAL:
+            return problem(503, "temporal_unavailable", "Temporal cannot be reached", retry)
+        if isinstance(error, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+            return problem(503, "database_unavailable", "PostgreSQL cannot be reached", retry)
+        return problem(500, "internal_error", "the request failed; it is logged for operators")
+
+
 def add_middleware(app: FastAPI) -> None:
     app.add_middleware(CountedBody)
     app.add_middleware(BaseHTTPMiddleware, dispatch=limit_body)
-    # Added after the body limit, so it is the outer one and also counts the 413s.
+    app.add_middleware(BaseHTTPMiddleware, dispatch=catch_unhandled)
+    # Added last, so it is the outer one and also counts the 413s and 500s.
     app.add_middleware(BaseHTTPMiddleware, dispatch=count_requests)

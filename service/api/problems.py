@@ -1,18 +1,27 @@
-"""Every error answer in one shape: `{"error": <stable code>, "message": <for a person>}`.
+"""Every error answer in one shape: an RFC 9457 problem, `application/problem+json`.
 
-The tables say which status each error gets; `EXCEPTION_HANDLERS` turns what routes raise
-(and Starlette's own 404, 405 and 413) into that shape, so a client parses one body.
+`type` (a URI reference naming the kind of problem, `/problems/<error>`), `title` (the kind, for
+a person), `status`, `detail` (this occurrence, for a person), and two extension members: `error`,
+the stable code a client branches on (the same codes as before problem details), and, for a
+422 on fields, `errors`: `[{"field", "message"}]`. No answer repeats a submitted value (a code,
+a token, an email): validation errors name the field and the rule only. 429 and 503 carry
+`Retry-After` (seconds).
+
+The tables say which status each error gets; `EXCEPTION_HANDLERS` turns what routes raise (and
+Starlette's own 404, 405 and 413) into problems; `middleware.catch_unhandled` answers anything
+else with a 500 (or a 503 when PostgreSQL or Temporal cannot be reached).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accounts.registration import IdentifierTaken
@@ -22,19 +31,49 @@ from starter.client import (
     ActionNotAllowed,
     DeletionError,
     DeletionNotFound,
+    NoCodesLeft,
     TooSoon,
 )
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    field: str
+    """Where: `body.code`, `path.account_id`, `header.idempotency-key`."""
+    message: str
+    """Which rule the value broke (never the value)."""
+
 
 class Problem(BaseModel):
-    """Every error answer: a stable `error` code and a message a person understands."""
+    """Every error answer (RFC 9457 problem details)."""
 
-    error: str
-    message: str
+    type: str = Field(examples=["/problems/action_not_allowed"])
+    """A URI reference naming the kind of problem: `/problems/<error>`."""
+    title: str = Field(examples=["The action does not fit the deletion's stage"])
+    status: int = Field(examples=[409])
+    detail: str = Field(examples=["cannot retry the failed purges in stage AWAITING_VERIFICATION"])
+    error: str = Field(examples=["action_not_allowed"])
+    """The stable code a client branches on."""
+    errors: list[FieldProblem] | None = None
+    """For `invalid_request`: each field and the rule it broke."""
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
 
 
 class Unauthorized(Exception):
     """A bearer token is missing or wrong: answered 401 with `WWW-Authenticate: Bearer`."""
+
+
+class InvalidIdempotencyKey(Exception):
+    """The `Idempotency-Key` header is malformed, or came before with another request."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.detail = detail
 
 
 DELETION_ERRORS: dict[type[Exception], int] = {
@@ -42,16 +81,53 @@ DELETION_ERRORS: dict[type[Exception], int] = {
     DeletionNotFound: status.HTTP_404_NOT_FOUND,
     AccountAlreadyDeleted: status.HTTP_409_CONFLICT,
     ActionNotAllowed: status.HTTP_409_CONFLICT,
+    NoCodesLeft: status.HTTP_409_CONFLICT,
     TooSoon: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 """The status of each `DeletionError`; any other is a 400."""
+
+TITLES = {
+    "unauthorized": "A valid bearer token is required",
+    "account_not_found": "No such account",
+    "deletion_not_found": "No such deletion",
+    "account_deleted": "The account is already deleted",
+    "action_not_allowed": "The action does not fit the deletion's stage",
+    "codes_exhausted": "No more codes can be sent for this deletion",
+    "rate_limited": "Too soon: try again later",
+    "identifier_taken": "An identifier is held by another account",
+    "invalid_request": "The request is not valid",
+    "invalid_idempotency_key": "The Idempotency-Key header is not valid",
+    "idempotency_key_reused": "The Idempotency-Key was used for another request",
+    "idempotency_key_in_use": "A request with this Idempotency-Key is still being handled",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "body_too_large": "The request body is too large",
+    "internal_error": "Internal error",
+    "database_unavailable": "PostgreSQL cannot be reached",
+    "temporal_unavailable": "Temporal cannot be reached",
+    "not_ready": "Not ready",
+}
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks a client to wait before trying again."""
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or wrong bearer token"},
     404: {"model": Problem, "description": "unknown account, or no deletion for it"},
     409: {"model": Problem, "description": "the action does not fit the deletion's stage"},
+    422: {
+        "model": Problem,
+        "description": "malformed input (`errors` names each field), or a malformed or reused "
+        "Idempotency-Key",
+    },
+    503: {
+        "model": Problem,
+        "description": "PostgreSQL or Temporal cannot be reached: retry after `Retry-After`",
+    },
 }
-"""The error answers every /v1 route documents in the OpenAPI document."""
+"""The error answers every /v1 route documents in the OpenAPI document (problem+json)."""
+for _answer in PROBLEMS.values():
+    _answer["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 HTTP_ERRORS = {
     400: "bad_request",
@@ -67,13 +143,18 @@ HTTP_MESSAGES = {
 
 
 def problem(
-    status_code: int, error: str, message: str, headers: dict[str, str] | None = None
+    status_code: int,
+    error: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
-    return JSONResponse(
-        Problem(error=error, message=message).model_dump(),
-        status_code=status_code,
-        headers=headers,
-    )
+    """The problem answer: `error` is the stable code, `detail` the words for a person."""
+    title = TITLES.get(error) or HTTPStatus(status_code).phrase
+    body = Problem(
+        type=f"/problems/{error}", title=title, status=status_code, detail=detail, error=error
+    ).model_dump(exclude_none=True)
+    return ProblemResponse({**body, **extensions}, status_code=status_code, headers=headers)
 
 
 async def unauthorized(request: Request, error: Unauthorized) -> Response:
@@ -94,18 +175,24 @@ async def http_error(request: Request, error: StarletteHTTPException) -> Respons
 
 
 async def deletion_error(request: Request, error: DeletionError) -> Response:
-    return problem(DELETION_ERRORS.get(type(error), 400), error.code, str(error))
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooSoon) else None
+    return problem(DELETION_ERRORS.get(type(error), 400), error.code, str(error), headers)
 
 
 async def invalid_request(request: Request, error: RequestValidationError) -> Response:
-    # Says which field and why, never echoing the value: it may be a code, email or phone.
+    # Says which field and why, never echoing the value (pydantic's `input`, and its `ctx`,
+    # which may quote it): it may be a code, email or phone.
     fields = [
-        {"field": ".".join(str(part) for part in problem["loc"]), "message": problem["msg"]}
-        for problem in error.errors()
+        FieldProblem(field=".".join(str(part) for part in item["loc"]), message=item["msg"])
+        for item in error.errors()
     ]
-    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return JSONResponse(
-        {"error": "invalid_request", "message": summary, "fields": fields}, status_code=422
+    summary = "; ".join(f"{f.field}: {f.message}" for f in fields)
+    return problem(422, "invalid_request", summary, errors=[field.model_dump() for field in fields])
+
+
+async def invalid_idempotency_key(request: Request, error: InvalidIdempotencyKey) -> Response:
+    return problem(
+        409 if error.error == "idempotency_key_in_use" else 422, error.error, error.detail
     )
 
 
@@ -120,6 +207,7 @@ EXCEPTION_HANDLERS: dict[
     StarletteHTTPException: http_error,
     DeletionError: deletion_error,
     RequestValidationError: invalid_request,
+    InvalidIdempotencyKey: invalid_idempotency_key,
     IdentifierTaken: identifier_taken,
 }
 """For `FastAPI(exception_handlers=...)`: each exception class answered as a problem."""

@@ -7,10 +7,11 @@ Exit codes: 0 done, 1 refused (the message says why), 2 bad usage, 3 not found,
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Sequence
 
-from core.config import ConfigurationError, Settings
+from core.config import ConfigurationError, load_settings
 from service.cli import admin, operator
 from service.cli.common import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_USAGE, err
 from service.cli.parser import build_parser
@@ -20,7 +21,18 @@ _COMMANDS = admin.COMMANDS | operator.COMMANDS
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        return _run(args)
+    except ConfigurationError as error:
+        # One line, never a traceback: the message names the setting and what to do.
+        err(str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
     from core.observability import configure_logging
 
     # JSON for the long-running processes whose logs a collector reads; text for people.
@@ -36,17 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as error:
             err(str(error))
             return EXIT_REFUSED
-    try:
-        if command == "dev":
-            return admin.dev(settings, args)
-        if command == "worker":
-            return admin.worker(settings)
-        if command == "api":
-            return admin.serve_api(settings, args.host, args.port)
-        handler = _COMMANDS[command]
-        return asyncio.run(handler(settings, args))
-    except ConfigurationError as error:
-        err(str(error))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    if command == "dev":
+        return admin.dev(settings, args)
+    if command == "worker":
+        return admin.worker(settings)
+    if command == "api":
+        return admin.serve_api(settings, args.host, args.port)
+    handler = _COMMANDS[command]
+    return asyncio.run(handler(settings, args))

@@ -31,12 +31,18 @@ def worker(settings: Settings) -> int:
 def serve_api(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
+    from core.codec import data_converter
     from service.api import create_app
 
     settings = settings.model_copy(
         update={"api_host": host or settings.api_host, "api_port": port or settings.api_port}
     )
     app = create_app(settings)
+    # What the app's start-up needs, checked now: a ConfigurationError there would reach
+    # uvicorn, which logs it with a traceback; here `main` prints it in one line.
+    if settings.database_url is None:
+        raise ConfigurationError("DATABASE_URL is not set")
+    data_converter(settings)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
     # that was there before it: this one, so that a graceful stop exits with status 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

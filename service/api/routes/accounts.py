@@ -4,10 +4,12 @@
 """
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import Response
 
 from accounts.registration import RegisteredAccount, RegistrationRequest, register_account
-from service.api.deps import Pool, require_token
-from service.api.problems import PROBLEMS, Problem
+from service.api.deps import IdempotencyStore, Pool, require_token
+from service.api.idempotency import IdempotencyKey
+from service.api.problems import PROBLEMS
 
 router = APIRouter(
     prefix="/v1/accounts",
@@ -20,8 +22,18 @@ router = APIRouter(
 @router.post(
     "",
     status_code=201,
-    responses={409: {"model": Problem, "description": "an identifier is taken"}},
+    response_model=RegisteredAccount,
+    responses={409: {**PROBLEMS[409], "description": "an identifier is taken"}},
 )
-async def register(body: RegistrationRequest, pool: Pool) -> RegisteredAccount:
-    """Registers an account; 409 while any of its identifiers is held by another account."""
-    return await register_account(pool, body)
+async def register(
+    body: RegistrationRequest, pool: Pool, store: IdempotencyStore, key: IdempotencyKey
+) -> Response:
+    """Registers an account; 409 while any of its identifiers is held by another account.
+    A repeat with the same `Idempotency-Key` gets the first answer and registers nothing."""
+
+    async def act() -> RegisteredAccount:
+        return await register_account(pool, body)
+
+    return await store.answer(
+        key, route="POST /v1/accounts", scope="accounts", body=body, status_code=201, act=act
+    )

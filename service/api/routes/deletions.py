@@ -1,17 +1,28 @@
 """`/v1/accounts/{account_id}/deletion`: the console backend starts a deletion, follows it,
 passes on the user's code, and rechecks, resends, retries or cancels.
 
+Every POST takes an `Idempotency-Key` (`service.api.idempotency`): the code's key is the id of
+the Temporal update that checks it; the other verbs' answers are stored and replayed.
+
+The status is the customer's view (`service.api.customer`): the console shows it to the user,
+so a purge failure's reason (a legal hold is often confidential) is replaced by a generic
+message; operators read it with `account-deletion status`, the `status` query or the UI.
+
 (No `from __future__ import annotations`: FastAPI evaluates these annotations.)
 """
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.models import CodeCheck, DeletionReceipt, DeletionStatus
 from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
-from service.api.deps import Deletions, SettingsDep, Signer, require_token
+from service.api.customer import customer_view
+from service.api.deps import Deletions, IdempotencyStore, SettingsDep, Signer, require_token
+from service.api.idempotency import IdempotencyKey
 from service.api.problems import PROBLEMS, Problem
 
 router = APIRouter(
@@ -20,6 +31,15 @@ router = APIRouter(
     dependencies=[Depends(require_token)],
     responses=PROBLEMS,
 )
+ROUTE = "/v1/accounts/{account_id}/deletion"
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        **PROBLEMS[409],
+        "model": Problem,
+        "description": "too soon: `Retry-After` says when a new code can be sent",
+    },
+    409: {**PROBLEMS[409], "description": "not awaiting a code, or no codes left"},
+}
 
 AccountId = Annotated[
     str,
@@ -57,29 +77,39 @@ class StartRequest(BaseModel):
     """The console user or operator id asking (shown to operators; not an email)."""
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, response_model=DeletionStarted)
 async def start(
     account_id: AccountId,
     deletions: Deletions,
     signer: Signer,
     settings: SettingsDep,
+    store: IdempotencyStore,
+    key: IdempotencyKey,
     body: StartRequest | None = None,
-) -> DeletionStarted:
-    """Starts the deletion, or returns the one in progress (idempotent)."""
-    started = await deletions.start(account_id, requested_by=(body or StartRequest()).requested_by)
-    link = signer.sign(account_id, started.run_id)
-    return DeletionStarted(
-        workflow_id=started.workflow_id,
-        run_id=started.run_id,
-        started=started.started,
-        verification_url=f"{settings.base_url()}/verify/{link}",
+) -> Response:
+    """Starts the deletion, or returns the one in progress (idempotent: one run per account)."""
+
+    async def act() -> DeletionStarted:
+        requested_by = (body or StartRequest()).requested_by
+        started = await deletions.start(account_id, requested_by=requested_by)
+        link = signer.sign(account_id, started.run_id)
+        return DeletionStarted(
+            workflow_id=started.workflow_id,
+            run_id=started.run_id,
+            started=started.started,
+            verification_url=f"{settings.base_url()}/verify/{link}",
+        )
+
+    return await store.answer(
+        key, route=f"POST {ROUTE}", scope=account_id, body=body, status_code=202, act=act
     )
 
 
 @router.get("")
 async def get_status(account_id: AccountId, deletions: Deletions) -> DeletionStatus:
-    """Stage, pending tasks (what to finish first), per-product purge progress."""
-    return await deletions.status(account_id)
+    """Stage, pending tasks (what to finish first), per-product purge progress: as the
+    customer may see them (a purge failure's reason, e.g. a legal hold, is for operators)."""
+    return customer_view(await deletions.status(account_id))
 
 
 @router.get("/receipt")
@@ -90,42 +120,78 @@ async def get_receipt(account_id: AccountId, deletions: Deletions) -> DeletionRe
 
 @router.post("/verification")
 async def submit_code(
-    account_id: AccountId, body: CodeSubmission, deletions: Deletions
+    account_id: AccountId, body: CodeSubmission, deletions: Deletions, key: IdempotencyKey
 ) -> CodeCheck:
     """Checks the user's code: `accepted`, `wrong` (with attempts left), `expired` (ask
-    for a new code) or `locked` (too many wrong attempts: ask for a new code)."""
-    return await deletions.verify(account_id, body.code)
+    for a new code) or `locked` (too many wrong attempts: ask for a new code). A repeat with
+    the same `Idempotency-Key` gets the first answer and costs no attempt."""
+    return await deletions.verify(account_id, body.code, idempotency_key=key)
 
 
-@router.post("/recheck", status_code=202)
-async def recheck(account_id: AccountId, deletions: Deletions) -> Accepted:
+async def _signalled(
+    store: IdempotencyStore,
+    key: str | None,
+    account_id: str,
+    verb: str,
+    act: Callable[[], Awaitable[Accepted]],
+    body: BaseModel | None = None,
+) -> Response:
+    return await store.answer(
+        key, route=f"POST {ROUTE}/{verb}", scope=account_id, body=body, status_code=202, act=act
+    )
+
+
+@router.post("/recheck", status_code=202, response_model=Accepted)
+async def recheck(
+    account_id: AccountId, deletions: Deletions, store: IdempotencyStore, key: IdempotencyKey
+) -> Response:
     """Checks the pending tasks again now instead of at the next periodic check."""
-    await deletions.recheck(account_id)
-    return Accepted(detail="pending tasks will be checked again")
+
+    async def act() -> Accepted:
+        await deletions.recheck(account_id)
+        return Accepted(detail="pending tasks will be checked again")
+
+    return await _signalled(store, key, account_id, "recheck", act)
 
 
-@router.post(
-    "/resend-code",
-    status_code=202,
-    responses={429: {"model": Problem, "description": "too soon, or no codes left"}},
-)
-async def resend(account_id: AccountId, deletions: Deletions) -> Accepted:
+@router.post("/resend-code", status_code=202, response_model=Accepted, responses=RATE_LIMITED)
+async def resend(
+    account_id: AccountId, deletions: Deletions, store: IdempotencyStore, key: IdempotencyKey
+) -> Response:
     """Sends a new code; the previous one stops working."""
-    await deletions.resend_code(account_id)
-    return Accepted(detail="a new code is on its way")
+
+    async def act() -> Accepted:
+        await deletions.resend_code(account_id)
+        return Accepted(detail="a new code is on its way")
+
+    return await _signalled(store, key, account_id, "resend-code", act)
 
 
-@router.post("/retry", status_code=202)
-async def retry(account_id: AccountId, deletions: Deletions) -> Accepted:
+@router.post("/retry", status_code=202, response_model=Accepted)
+async def retry(
+    account_id: AccountId, deletions: Deletions, store: IdempotencyStore, key: IdempotencyKey
+) -> Response:
     """Retries the products whose purge failed (only those)."""
-    await deletions.retry(account_id)
-    return Accepted(detail="the failed purges will be retried")
+
+    async def act() -> Accepted:
+        await deletions.retry(account_id)
+        return Accepted(detail="the failed purges will be retried")
+
+    return await _signalled(store, key, account_id, "retry", act)
 
 
-@router.post("/cancel", status_code=202)
+@router.post("/cancel", status_code=202, response_model=Accepted)
 async def cancel(
-    account_id: AccountId, deletions: Deletions, body: CancelRequest | None = None
-) -> Accepted:
+    account_id: AccountId,
+    deletions: Deletions,
+    store: IdempotencyStore,
+    key: IdempotencyKey,
+    body: CancelRequest | None = None,
+) -> Response:
     """Cancels before the point of no return (the first purge); 409 afterwards."""
-    await deletions.cancel(account_id, (body or CancelRequest()).reason)
-    return Accepted(detail="the deletion will be cancelled")
+
+    async def act() -> Accepted:
+        await deletions.cancel(account_id, (body or CancelRequest()).reason)
+        return Accepted(detail="the deletion will be cancelled")
+
+    return await _signalled(store, key, account_id, "cancel", act, body)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import Metrics, Pool, Temporal, require_metrics_token
+from service.api.problems import RETRY_AFTER_SECONDS, problem
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,7 +31,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(pool: Pool, client: Temporal) -> JSONResponse:
-    """Ready when PostgreSQL and Temporal both answer; 503 names what does not."""
+    """Ready when PostgreSQL and Temporal both answer; a 503 problem names what does not."""
     checks = {"postgres": "ok", "temporal": "ok"}
     try:
         async with asyncio.timeout(3):
@@ -44,5 +45,14 @@ async def readyz(pool: Pool, client: Temporal) -> JSONResponse:
             checks["temporal"] = "unavailable (not serving)"
     except Exception as error:
         checks["temporal"] = f"unavailable ({type(error).__name__})"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"ready": True, **checks})
+    down = ", ".join(name for name, value in checks.items() if value != "ok")
+    return problem(
+        503,
+        "not_ready",
+        f"not ready: {down} cannot be reached",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ready=False,
+        **checks,
+    )
