@@ -11,6 +11,7 @@ import dataclasses
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.account import AccountActivities
@@ -44,12 +45,19 @@ async def check_prerequisites(ref: AccountRef) -> PrerequisiteReport:
     )
 
 
-async def freeze(ref: AccountRef) -> None:
+async def freeze(ref: AccountRef, *, finish_first: bool) -> None:
+    """`finish_first`: a cancellation of the run waits for the freeze to end (committed or
+    failed), so that its compensation cannot overtake it."""
     await workflow.execute_activity_method(
         AccountActivities.freeze_account,
         ref,
         start_to_close_timeout=SHORT,
         retry_policy=DATABASE_RETRY,
+        cancellation_type=(
+            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if finish_first
+            else ActivityCancellationType.TRY_CANCEL
+        ),
     )
 
 
