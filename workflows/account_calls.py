@@ -7,11 +7,11 @@ the flow (`await freeze(ref)`) and every call of one activity has the same optio
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.account import AccountActivities
@@ -45,20 +45,25 @@ async def check_prerequisites(ref: AccountRef) -> PrerequisiteReport:
     )
 
 
-async def freeze(ref: AccountRef, *, finish_first: bool) -> None:
-    """`finish_first`: a cancellation of the run waits for the freeze to end (committed or
-    failed), so that its compensation cannot overtake it."""
+async def freeze(ref: AccountRef) -> None:
     await workflow.execute_activity_method(
         AccountActivities.freeze_account,
         ref,
         start_to_close_timeout=SHORT,
         retry_policy=DATABASE_RETRY,
-        cancellation_type=(
-            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-            if finish_first
-            else ActivityCancellationType.TRY_CANCEL
-        ),
     )
+
+
+async def freeze_to_its_end(ref: AccountRef) -> None:
+    """The freeze, which a cancellation of the run does not cut short: the run waits for the
+    freeze to commit (or fail) before the cancellation goes on to its compensation, so that
+    the unfreeze cannot commit first and leave the account frozen."""
+    freezing = asyncio.ensure_future(freeze(ref))
+    try:
+        await asyncio.shield(freezing)
+    except asyncio.CancelledError:
+        await workflow.wait([freezing])
+        raise
 
 
 async def unfreeze(ref: AccountRef) -> None:

@@ -176,11 +176,10 @@ class AccountDeletion:
         await self._at.move_to(Stage.FREEZING)
         self._compensations.append(lambda: account.unfreeze(self._ref))
         try:
-            # A cancellation through Temporal during the freeze waits for it to finish, so
-            # that the unfreeze cannot commit before it.
-            await account.freeze(
-                self._ref, finish_first=workflow.patched(FREEZE_FINISHES_BEFORE_UNFREEZE)
-            )
+            if workflow.patched(FREEZE_FINISHES_BEFORE_UNFREEZE):
+                await account.freeze_to_its_end(self._ref)
+            else:
+                await account.freeze(self._ref)
             report = await account.check_prerequisites(self._ref)
         except ActivityError:
             await self._compensate()

@@ -198,6 +198,11 @@ async def _cancel(d: DeletionClient, a: argparse.Namespace) -> str:
     return "the deletion will be cancelled"
 
 
+async def _unfreeze(d: DeletionClient, a: argparse.Namespace) -> str:
+    await d.unfreeze(a.account_id, a.by)
+    return f"account {a.account_id} is active again (unfrozen by {a.by})"
+
+
 async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
     return to_json(await d.receipt(a.account_id))
 
@@ -221,5 +226,6 @@ COMMANDS: dict[str, Command] = {
     "retry": _verb(_retry),
     "cancel": _verb(_cancel),
     "receipt": _verb(_receipt),
+    "unfreeze": _verb(_unfreeze),
     "list": _verb(_list),
 }
