@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
 from contract.stages import Stage
@@ -20,6 +20,18 @@ class _Model(BaseModel):
 
 
 # --- workflow input and policy ----------------------------------------------------------------
+
+
+_DURATION_BOUNDS: dict[str, tuple[timedelta, timedelta]] = {
+    "tasks_deadline": (timedelta(seconds=1), timedelta(days=365)),
+    "recheck_interval": (timedelta(seconds=1), timedelta(days=30)),
+    "verification_deadline": (timedelta(seconds=1), timedelta(days=30)),
+    "code_ttl": (timedelta(seconds=1), timedelta(hours=24)),
+    "resend_interval": (timedelta(0), timedelta(hours=24)),
+    "purge_heartbeat_timeout": (timedelta(seconds=1), timedelta(hours=1)),
+    "recheck_cooldown": (timedelta(0), timedelta(hours=1)),
+}
+"""Each duration of a policy, between these inclusive bounds."""
 
 
 class DeletionPolicy(_Model):
@@ -43,15 +55,20 @@ class DeletionPolicy(_Model):
     """Attempts per product purge on transient faults before it becomes a pending task."""
     purge_heartbeat_timeout: timedelta = timedelta(seconds=30)
     """A purge whose worker died is retried elsewhere after this long without a heartbeat."""
+    recheck_cooldown: timedelta = timedelta(seconds=30)
+    """Asked rechecks closer together than this are refused (429): each costs a check."""
+    history_limit: int = Field(default=2000, ge=200, le=40_000)
+    """Events after which a long wait (AWAITING_TASKS, PURGE_BLOCKED) continues as new."""
 
-
-class DeletionRequest(_Model):
-    """Input of the AccountDeletion workflow."""
-
-    account_id: str = Field(pattern=ACCOUNT_ID_PATTERN)
-    requested_by: str = Field(default="console", max_length=200, pattern=REQUESTER_PATTERN)
-    """Who asked (an operator or the console's user id): shown in the UI, never PII."""
-    policy: DeletionPolicy = DeletionPolicy()
+    @model_validator(mode="after")
+    def _durations_are_bounded(self) -> DeletionPolicy:
+        """A zero or negative duration would be a hot loop or an instant expiry; a huge one a
+        run that never ends. Each must lie within its bounds."""
+        for name, (low, high) in _DURATION_BOUNDS.items():
+            value: timedelta = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, not {value}")
+        return self
 
 
 # --- signals ----------------------------------------------------------------------------------
@@ -75,6 +92,15 @@ class RetryPurgesInput(_Model):
 
 class CancelInput(_Model):
     reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT_PATTERN)
+
+
+class CancelOutcome(_Model):
+    """The `cancel_deletion` update's answer: the run will end CANCELLED at its next step (an
+    update that is not honoured is rejected instead, and leaves no trace in history)."""
+
+    stage: Stage
+    """The stage the run was in when the cancellation was accepted."""
+    reason: str
 
 
 # --- findings and progress --------------------------------------------------------------------
@@ -137,6 +163,32 @@ class ProductProgress(_Model):
     failure: str | None = None
 
 
+class CarriedState(_Model):
+    """What one run of a deletion hands to the next: when a long wait continues as new (so
+    that no history grows without bound), or when a new start resumes the deletion of an
+    account a terminated run left frozen."""
+
+    resume_at: Stage
+    """CHECKING_PREREQUISITES, FREEZING, PURGING or PURGE_BLOCKED."""
+    requested_at: datetime
+    tasks_deadline: datetime | None = None
+    verified: bool = False
+    pending_tasks: list[PendingTask] = []
+    products: list[ProductProgress] = []
+    receipts: list[ProductReceipt] = []
+
+
+class DeletionRequest(_Model):
+    """Input of the AccountDeletion workflow."""
+
+    account_id: str = Field(pattern=ACCOUNT_ID_PATTERN)
+    requested_by: str = Field(default="console", max_length=200, pattern=REQUESTER_PATTERN)
+    """Who asked (an operator or the console's user id): shown in the UI, never PII."""
+    policy: DeletionPolicy = DeletionPolicy()
+    carried: CarriedState | None = None
+    """Set when this run continues an earlier one of the same deletion."""
+
+
 class VerificationOutcome(StrEnum):
     ACCEPTED = "accepted"
     WRONG = "wrong"
@@ -171,6 +223,8 @@ class DeletionStatus(_Model):
     deadline: datetime | None = None
     """When the current wait ends the run as EXPIRED, if it is waiting."""
     closed_reason: str | None = None
+    registry_version: str | None = None
+    """Which product registry the purge was planned with (a digest of its product names)."""
 
 
 class DeletionReceipt(_Model):

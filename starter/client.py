@@ -11,8 +11,10 @@ import asyncio
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -27,8 +29,10 @@ from temporalio.common import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from contract.errors import ALREADY_ASKED, NO_CODES_LEFT, TOO_SOON
 from contract.models import (
     CancelInput,
+    CarriedState,
     CodeCheck,
     DeletionPolicy,
     DeletionReceipt,
@@ -45,9 +49,19 @@ from contract.stages import Stage
 from core.codec import data_converter
 from core.config import ConfigurationError, Settings
 from starter.details import static_details
+from starter.errors import (
+    AccountAlreadyDeleted,
+    AccountNotFound,
+    ActionNotAllowed,
+    DeletionNotFound,
+    NoCodesLeft,
+    TooSoon,
+)
 from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
+from starter.refusals import REFUSED_CODES, refusal_of
 from store.code_limits import code_allowance
 from store.progress import rows_purged
+from store.resumption import purging_began, unclosed_request_time, unfreeze_after_ended_run
 from workflows.account_deletion import AccountDeletion
 
 
@@ -72,57 +86,6 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
 
 QUERY_TIMEOUT_SECONDS = 5.0
 """How long `status` waits for the running workflow before it reads the recorded row."""
-
-
-class DeletionError(Exception):
-    """A request that cannot be carried out; `code` says which kind (the API maps it)."""
-
-    code = "error"
-
-
-class AccountNotFound(DeletionError):
-    code = "account_not_found"
-
-
-class DeletionNotFound(DeletionError):
-    code = "deletion_not_found"
-
-
-class AccountAlreadyDeleted(DeletionError):
-    code = "account_deleted"
-
-
-class ActionNotAllowed(DeletionError):
-    """The action does not fit the deletion's stage (a code when none is awaited, ...)."""
-
-    code = "action_not_allowed"
-
-    def __init__(self, message: str, stage: Stage) -> None:
-        super().__init__(message)
-        self.stage = stage
-
-
-class CodeRefused(DeletionError):
-    """The code was checked and not accepted (wrong, expired or locked)."""
-
-    code = "code_refused"
-
-
-class TooSoon(DeletionError):
-    """Asked sooner than allowed (a resend before its interval, a code beyond the limits of a
-    day, a recheck right after a check): `retry_after` is the seconds to wait (`Retry-After`)."""
-
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class NoCodesLeft(DeletionError):
-    """Every code this deletion may send was sent: waiting does not help (cancel, start again)."""
-
-    code = "codes_exhausted"
 
 
 @dataclass(frozen=True)
@@ -150,17 +113,10 @@ class DeletionClient:
         status = await self._account_status(account_id)
         if status == "deleted":
             raise AccountAlreadyDeleted(f"account {account_id} is already deleted")
-        request = DeletionRequest(
-            account_id=account_id, requested_by=requested_by, policy=policy or DeletionPolicy()
-        )
         workflow_id = workflow_id_for(account_id)
-        try:
+        if await self._running_run_id(account_id) is not None:
             running = await self._client.get_workflow_handle(workflow_id).describe()
-            if running.status == WorkflowExecutionStatus.RUNNING:
-                return StartedDeletion(workflow_id, running.run_id, started=False)
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
+            return StartedDeletion(workflow_id, running.run_id, started=False)
         if (wait := await self.code_limit_retry_after(account_id)) is not None:
             # The run could send no code: refuse before starting it.
             seconds = math.ceil(wait.total_seconds())
@@ -168,6 +124,14 @@ class DeletionClient:
                 f"no more codes can be sent to this account for {seconds} seconds",
                 retry_after=seconds,
             )
+        request = DeletionRequest(
+            account_id=account_id,
+            requested_by=requested_by,
+            policy=policy or DeletionPolicy(),
+            # A frozen account with no run: an earlier run ended (terminated) after the user
+            # confirmed. Resume it where it stood; the freeze and the purges are idempotent.
+            carried=await self._resumption(account_id) if status == "frozen" else None,
+        )
         handle = await self._client.start_workflow(
             AccountDeletion.run,
             request,
@@ -191,6 +155,40 @@ class DeletionClient:
         `CODE_LIMIT` per account and per recipient in 24 hours, across runs); None if now."""
         async with self._pool.acquire() as conn:
             return (await code_allowance(conn, account_id)).retry_after
+
+    async def _running_run_id(self, account_id: str) -> str | None:
+        try:
+            description = await self._handle(account_id).describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+        running = description.status == WorkflowExecutionStatus.RUNNING
+        return description.run_id if running else None
+
+    async def _resumption(self, account_id: str) -> CarriedState:
+        began = await purging_began(self._pool, account_id)
+        return CarriedState(
+            resume_at=Stage.PURGING if began else Stage.FREEZING,
+            requested_at=await unclosed_request_time(self._pool, account_id) or datetime.now(UTC),
+            verified=True,
+        )
+
+    async def unfreeze(self, account_id: str, operator: str) -> None:
+        """For an operator: unfreezes an account whose deletion run ended (terminated) before
+        purging began. Refused while a run is in progress, or once purging began (then a new
+        start finishes the deletion instead)."""
+        if await self._account_status(account_id) != "frozen":
+            raise ActionNotAllowed(f"account {account_id} is not frozen", Stage.CANCELLED)
+        if await self._running_run_id(account_id) is not None:
+            stage = (await self.status(account_id)).stage
+            raise ActionNotAllowed("a deletion is in progress: cancel it instead", stage)
+        if await purging_began(self._pool, account_id):
+            raise ActionNotAllowed(
+                "purging had begun and cannot be undone: start the deletion again to finish it",
+                Stage.PURGING,
+            )
+        await unfreeze_after_ended_run(self._pool, account_id, operator)
 
     async def current_run_id(self, account_id: str) -> str | None:
         """The id of the account's latest deletion run (running or closed), if any."""
@@ -272,8 +270,13 @@ class DeletionClient:
         except (WorkflowUpdateFailedError, RPCError) as error:
             if isinstance(error, RPCError) and error.status != RPCStatusCode.NOT_FOUND:
                 raise
-            # The stage moved on between the check and the update: the validator refused,
-            # or the run has closed.
+            # A code that could not count (refused before it reached history) is answered
+            # as if checked; otherwise the stage moved on, or the run has closed.
+            refusal = refusal_of(error)
+            if refusal is not None and refusal.type in REFUSED_CODES:
+                status = await self.status(account_id)
+                attempts = status.verification.attempts_left if status.verification else 0
+                return CodeCheck(outcome=REFUSED_CODES[refusal.type], attempts_left=attempts)
             stage = (await self.status(account_id)).stage
             raise ActionNotAllowed(f"cannot submit a code in stage {stage.value}", stage) from error
 
@@ -291,30 +294,47 @@ class DeletionClient:
             if now < verification.next_resend_at:
                 wait = int((verification.next_resend_at - now).total_seconds()) + 1
                 raise TooSoon(f"a new code can be sent in {wait} seconds", retry_after=wait)
-        await self._handle(account_id).signal(
-            AccountDeletion.resend_verification_code, ResendCodeInput()
-        )
+        if (limit := await self.code_limit_retry_after(account_id)) is not None:
+            seconds = math.ceil(limit.total_seconds())
+            raise TooSoon(f"no more codes can be sent today: ask in {seconds} seconds", seconds)
+        await self._ask(account_id, AccountDeletion.request_resend, ResendCodeInput(), "resend")
         return status
 
     async def recheck(self, account_id: str) -> None:
         await self._require(account_id, {Stage.AWAITING_TASKS}, "check the pending tasks again")
-        await self._handle(account_id).signal(AccountDeletion.recheck_prerequisites, RecheckInput())
+        await self._ask(account_id, AccountDeletion.request_recheck, RecheckInput(), "recheck")
 
     async def retry(self, account_id: str) -> None:
         await self._require(account_id, {Stage.PURGE_BLOCKED}, "retry the failed purges")
-        await self._handle(account_id).signal(
-            AccountDeletion.retry_failed_purges, RetryPurgesInput()
-        )
+        await self._ask(account_id, AccountDeletion.request_retry, RetryPurgesInput(), "retry")
 
     async def cancel(self, account_id: str, reason: str | None = None) -> None:
-        status = await self.status(account_id)
-        if not status.stage.is_cancellable:
-            raise ActionNotAllowed(
-                f"the deletion cannot be cancelled in stage {status.stage.value}"
-                + (": purging has begun and cannot be undone" if not status.stage.is_final else ""),
-                status.stage,
-            )
-        await self._handle(account_id).signal(AccountDeletion.cancel, CancelInput(reason=reason))
+        """Answers only once the run has accepted the cancellation, which it then honours;
+        refused (ActionNotAllowed) from the point of no return on."""
+        cancel = CancelInput(reason=reason)
+        await self._ask(account_id, AccountDeletion.request_cancel, cancel, "be cancelled")
+
+    async def _ask(self, account_id: str, update: Any, request: BaseModel, verb: str) -> None:
+        """Sends an update and turns its validator's refusal into the client's errors: a
+        request already standing is the effect of one; too soon is TooSoon; the wrong stage,
+        or a run that has ended, is ActionNotAllowed."""
+        try:
+            await self._handle(account_id).execute_update(update, request)
+            return
+        except (WorkflowUpdateFailedError, RPCError) as error:
+            if isinstance(error, RPCError) and error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            refusal = refusal_of(error)
+            if refusal is not None and refusal.type == ALREADY_ASKED:
+                return
+            if refusal is not None and refusal.type == NO_CODES_LEFT:
+                raise NoCodesLeft(refusal.message) from error
+            if refusal is not None and refusal.type == TOO_SOON:
+                wait = refusal.details[0] if refusal.details else None
+                raise TooSoon(refusal.message, int(wait) if wait is not None else 1) from error
+            stage = (await self.status(account_id)).stage
+            message = refusal.message if refusal else f"cannot {verb} in stage {stage.value}"
+            raise ActionNotAllowed(message, stage) from error
 
     async def list(
         self,

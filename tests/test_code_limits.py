@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from accounts.registration import RegistrationRequest, register_account
 from activities.verification import VerificationActivities
 from contract.models import IssueCodeInput
-from starter.client import TooSoon
+from starter.errors import TooSoon
 from store.code_limits import CODE_LIMIT
 from tests.support import Inbox, Stack, code_hasher_for_tests, new_account
 

@@ -96,13 +96,14 @@ def _payloads_at(
 
 
 def _never_encoded(path: tuple[str, ...]) -> bool:
-    """Payloads that no codec sees: search attributes (the server indexes them) and the
+    """Payloads that no codec sees: search attributes (the server indexes them), the
     bookkeeping of the SDK's local activity markers (sequence number, type, times: the
-    marker's `data`; its `result` is encoded)."""
+    marker's `data`; its `result` is encoded) and `workflow.patched` markers (the patch id)."""
     marker = "markerRecordedEventAttributes"
     return "searchAttributes" in path or (
         marker in path
-        and path[path.index(marker) + 1 : path.index(marker) + 3] == ("details", "data")
+        and path[path.index(marker) + 1 : path.index(marker) + 3]
+        in {("details", "data"), ("details", "patch-data")}
     )
 
 

@@ -112,7 +112,8 @@ async def test_the_history_of_a_run_waiting_past_the_point_of_no_return_replays(
     retry = next(
         index
         for index, event in enumerate(full.events)
-        if event.workflow_execution_signaled_event_attributes.signal_name == "retry_failed_purges"
+        if event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        == "request_retry"
     )
     history = WorkflowHistory(full.workflow_id, full.events[:retry])
     assert any(

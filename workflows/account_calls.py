@@ -7,6 +7,7 @@ the flow (`await freeze(ref)`) and every call of one activity has the same optio
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from temporalio import workflow
@@ -51,6 +52,18 @@ async def freeze(ref: AccountRef) -> None:
         start_to_close_timeout=SHORT,
         retry_policy=DATABASE_RETRY,
     )
+
+
+async def freeze_to_its_end(ref: AccountRef) -> None:
+    """The freeze, which a cancellation of the run does not cut short: the run waits for the
+    freeze to commit (or fail) before the cancellation goes on to its compensation, so that
+    the unfreeze cannot commit first and leave the account frozen."""
+    freezing = asyncio.ensure_future(freeze(ref))
+    try:
+        await asyncio.shield(freezing)
+    except asyncio.CancelledError:
+        await workflow.wait([freezing])
+        raise
 
 
 async def unfreeze(ref: AccountRef) -> None:

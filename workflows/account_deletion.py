@@ -22,28 +22,36 @@ with workflow.unsafe.imports_passed_through():
     from contract.models import (
         AccountRef,
         CancelInput,
+        CancelOutcome,
+        CarriedState,
         CodeCheck,
         DeletionPolicy,
         DeletionReceipt,
         DeletionRequest,
         DeletionStatus,
         FinalizeInput,
-        PendingTask,
-        ProgressRecord,
         RecheckInput,
         ResendCodeInput,
         RetryPurgesInput,
         SubmitCodeInput,
     )
-    from contract.names import ACCOUNT_ID, DELETION_STAGE
-    from contract.stages import FIRST_STAGE, Stage, check_move
+    from contract.names import ACCOUNT_ID
+    from contract.stages import Stage
     from workflows import account_calls as account
+    from workflows import asks
     from workflows.failures import error_type
     from workflows.policies import wait_until
     from workflows.purge import ProductPurges
+    from workflows.run_control import continue_as_new, history_is_long, irrevocably
+    from workflows.stage_machine import StageMachine
     from workflows.verification import CodeVerification, not_awaited
 
 Step = Callable[[], Awaitable[Stage]]
+
+# Changes of the command sequence, each behind `workflow.patched` (tests/test_replay.py).
+CANCEL_CHECKED_BEFORE_CODE = "cancel-checked-before-code"
+FREEZE_FINISHES_BEFORE_UNFREEZE = "freeze-finishes-before-unfreeze"
+REPLANS_BACK_OFF = "replans-back-off"
 
 
 @workflow.defn(name="AccountDeletion")
@@ -51,19 +59,23 @@ class AccountDeletion:
     @workflow.init
     def __init__(self, request: DeletionRequest) -> None:
         self._request = request
-        self._stage = FIRST_STAGE
-        self._stage_shown = False
-        self._requested_at: datetime | None = None
-        self._tasks_deadline: datetime | None = None
-        self._deadline: datetime | None = None
-        self._pending_tasks: list[PendingTask] = []
-        self._purges = ProductPurges(request.account_id, request.policy)
+        carried = request.carried
+        self._requested_at: datetime | None = carried.requested_at if carried else None
+        self._tasks_deadline: datetime | None = carried.tasks_deadline if carried else None
+        self._purges = ProductPurges(request.account_id, request.policy, carried)
+        self._at = StageMachine(request, self._purges)
         self._receipt: DeletionReceipt | None = None
         self._codes = CodeVerification(request.account_id, request.policy)
+        self._codes.verified = carried.verified if carried else False
         self._identifiers_released = False
+        self._irrevocable = not self._at.stage.is_cancellable
+        """Set in the same step that decides to purge: no cancellation is accepted after it."""
+        self._replans = 0
+        """Releases refused (PURGES_UNFINISHED) since the last successful plan or retry."""
         self._compensations: list[Callable[[], Awaitable[None]]] = []
-        # What the signals asked for; the run acts on it at its next step.
+        # What the user and operators asked for; the run acts on it at its next step.
         self._recheck_requested = False
+        self._last_check_at: datetime | None = None
         self._retry_requested = False
         self._cancel_reason: str | None = None
         self._cancel_requested = False
@@ -77,23 +89,27 @@ class AccountDeletion:
             Stage.AWAITING_VERIFICATION: self._verify,  # 2
             Stage.FREEZING: self._freeze_and_check_again,  # 3
             Stage.PURGING: self._purge_every_product,  # 4 (PURGE_BLOCKED)
+            Stage.PURGE_BLOCKED: self._purge_every_product,  # 4, continued while blocked
             Stage.RELEASING_IDENTIFIERS: self._release_identifiers_and_finalize,  # 5
         }
 
     @workflow.run
     async def run(self, request: DeletionRequest) -> DeletionReceipt:
-        self._requested_at = workflow.now()
+        self._requested_at = self._requested_at or workflow.now()
         workflow.upsert_search_attributes([ACCOUNT_ID.value_set(request.account_id)])
-        self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
-        stage = await self._until_point_of_no_return()
-        if stage.is_final:
-            return await self._close(stage)
-        return await self._irrevocably(self._beyond_point_of_no_return())
+        self._tasks_deadline = self._tasks_deadline or (
+            workflow.now() + self._policy.tasks_deadline
+        )
+        stage = self._at.stage
+        if stage.is_cancellable:
+            stage = await self._until_point_of_no_return(stage)
+            if stage.is_final:
+                return await self._close(stage)
+        return await irrevocably(self._beyond_point_of_no_return(stage))
 
-    async def _until_point_of_no_return(self) -> Stage:
+    async def _until_point_of_no_return(self, stage: Stage) -> Stage:
         """Steps 1 to 3, which may still be cancelled. Returns PURGING once the account is
         frozen and clear, or the stage the run ends in (CANCELLED, EXPIRED)."""
-        stage = FIRST_STAGE
         try:
             while stage.is_cancellable:
                 stage = await self._steps()[stage]()
@@ -104,26 +120,11 @@ class AccountDeletion:
             return Stage.CANCELLED
         return stage
 
-    async def _beyond_point_of_no_return(self) -> DeletionReceipt:
+    async def _beyond_point_of_no_return(self, stage: Stage) -> DeletionReceipt:
         """Steps 4 and 5: purge every product, release the identifiers, finalize."""
-        stage = Stage.PURGING
         while not stage.is_final:
             stage = await self._steps()[stage]()
         return await self._close(stage)
-
-    async def _irrevocably(self, forward_work: Awaitable[DeletionReceipt]) -> DeletionReceipt:
-        """Past the point of no return the deletion only goes forward, whatever is asked: a
-        cancellation through Temporal is refused and the shielded work goes on."""
-        forward = asyncio.ensure_future(forward_work)
-        while True:
-            try:
-                return await asyncio.shield(forward)
-            except asyncio.CancelledError:
-                if forward.cancelling() or forward.cancelled():
-                    # Not a request to stop the deletion (that cancels only this outer task):
-                    # the worker is evicting the run from its cache and cancels every task.
-                    raise
-                workflow.logger.warning("cancellation refused: purging has begun")
 
     # --- the steps -----------------------------------------------------------------------------
 
@@ -132,9 +133,12 @@ class AccountDeletion:
         deadline = self._tasks_deadline
         assert deadline is not None
         while True:
-            await self._move_to(Stage.CHECKING_PREREQUISITES)
-            self._pending_tasks = (await account.check_prerequisites(self._ref)).pending_tasks
-            if not self._pending_tasks:
+            await self._at.move_to(Stage.CHECKING_PREREQUISITES)
+            self._at.pending_tasks = (await account.check_prerequisites(self._ref)).pending_tasks
+            self._last_check_at = workflow.now()
+            if not self._at.pending_tasks:
+                if self._cancel_requested and workflow.patched(CANCEL_CHECKED_BEFORE_CODE):
+                    return Stage.CANCELLED  # asked during the check: no code is sent
                 # Confirmed already when the check after the freeze sent the run back here.
                 return Stage.FREEZING if self._codes.verified else Stage.AWAITING_VERIFICATION
             if workflow.now() >= deadline:
@@ -142,38 +146,46 @@ class AccountDeletion:
                 self._cancel_reason = "pending tasks were not resolved in time"
                 return Stage.EXPIRED
             self._recheck_requested = False
-            self._deadline = deadline  # recorded with the stage (no command: replays as before)
-            await self._move_to(Stage.AWAITING_TASKS)
+            self._at.deadline = deadline  # recorded with the stage (no command: replays as before)
+            await self._at.move_to(Stage.AWAITING_TASKS)
             next_check = min(workflow.now() + self._policy.recheck_interval, deadline)
             await wait_until(lambda: self._recheck_requested or self._cancel_requested, next_check)
             if self._cancel_requested:
                 return Stage.CANCELLED
+            await self._continue_as_new_if_long(Stage.CHECKING_PREREQUISITES)
 
     async def _verify(self) -> Stage:
         """Step 2: a one-time code to the account's email or phone, until the right one."""
-        self._deadline = workflow.now() + self._policy.verification_deadline
-        await self._move_to(Stage.AWAITING_VERIFICATION)
-        ended = await self._codes.until_right_code(self._deadline, lambda: self._cancel_requested)
+        self._at.deadline = workflow.now() + self._policy.verification_deadline
+        await self._at.move_to(Stage.AWAITING_VERIFICATION)
+        ended = await self._codes.until_right_code(
+            self._at.deadline, lambda: self._cancel_requested
+        )
         if ended is None:
-            self._deadline = None
+            self._at.deadline = None
             return Stage.FREEZING
         if ended is Stage.EXPIRED:
             self._cancel_reason = "the deletion was never confirmed with a code"
+        elif self._codes.failure is not None:
+            self._cancel_reason = self._codes.failure
         return ended
 
     async def _freeze_and_check_again(self) -> Stage:
         """Step 3, the first saga step (compensated by unfreeze). Anything attached since the
         first check unfreezes the account and sends the run back to step 1."""
-        await self._move_to(Stage.FREEZING)
+        await self._at.move_to(Stage.FREEZING)
         self._compensations.append(lambda: account.unfreeze(self._ref))
         try:
-            await account.freeze(self._ref)
+            if workflow.patched(FREEZE_FINISHES_BEFORE_UNFREEZE):
+                await account.freeze_to_its_end(self._ref)
+            else:
+                await account.freeze(self._ref)
             report = await account.check_prerequisites(self._ref)
         except ActivityError:
             await self._compensate()
             raise
         if report.pending_tasks:
-            self._pending_tasks = report.pending_tasks
+            self._at.pending_tasks = report.pending_tasks
             await self._compensate()
             # New tasks late in the run: the user gets the full time again.
             self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
@@ -182,37 +194,48 @@ class AccountDeletion:
             await self._compensate()
             return Stage.CANCELLED
         self._compensations.clear()
+        self._irrevocable = True  # the point of no return: no await since the cancel check
         return Stage.PURGING
 
     async def _purge_every_product(self) -> Stage:
         """Step 4: purges all products in parallel; failed ones wait for `retry_failed_purges`."""
-        await self._purges.plan()
+        # A run continued while blocked goes on waiting for the retry it was waiting for.
+        blocked = self._at.stage is Stage.PURGE_BLOCKED and not self._at.moved
+        added = await self._purges.plan()
         while True:
-            await self._move_to(Stage.PURGING)
-            self._pending_tasks = []  # while the purges run
-            self._pending_tasks = await self._purges.purge_unfinished()
-            if not self._pending_tasks:
-                return Stage.RELEASING_IDENTIFIERS
+            if not blocked:
+                await self._at.move_to(Stage.PURGING)
+                self._at.pending_tasks = []  # while the purges run
+                self._at.pending_tasks = await self._purges.purge_unfinished()
+                if not added and self._replans and workflow.patched(REPLANS_BACK_OFF):
+                    self._at.pending_tasks = await self._purges.registry_mismatch(self._replans)
+                    if self._at.pending_tasks:
+                        self._replans = 0  # the operators' retry starts a new round
+                if not self._at.pending_tasks:
+                    return Stage.RELEASING_IDENTIFIERS
+            blocked = False
             self._retry_requested = False
-            await self._move_to(Stage.PURGE_BLOCKED)
+            await self._at.move_to(Stage.PURGE_BLOCKED)
             await workflow.wait_condition(lambda: self._retry_requested)
+            await self._continue_as_new_if_long(Stage.PURGING)
 
     async def _release_identifiers_and_finalize(self) -> Stage:
         """Step 5: releases the identifiers (only now: every purge finished), then records the
         deletion and its receipt."""
-        await self._move_to(Stage.RELEASING_IDENTIFIERS)
+        await self._at.move_to(Stage.RELEASING_IDENTIFIERS)
         try:
             await account.release_identifiers(self._ref)
         except ActivityError as error:
             if error_type(error) != PURGES_UNFINISHED:
                 raise
             # A product was added to the registry during this run: purge it too.
+            self._replans += 1
             return Stage.PURGING
         self._identifiers_released = True
         assert self._requested_at is not None
         self._receipt = await account.finalize(
             FinalizeInput(
-                account_id=self._account_id,
+                account_id=self._request.account_id,
                 workflow_id=workflow.info().workflow_id,
                 requested_by=self._request.requested_by,
                 requested_at=self._requested_at,
@@ -228,130 +251,138 @@ class AccountDeletion:
             assert self._receipt is not None
             receipt = self._receipt
             # finalize_deletion wrote the deletion's row: only the search attribute moves.
-            await self._move_to(stage, record=False)
+            await self._at.move_to(stage, record=False)
             await account.send_confirmation()
         else:
             assert self._requested_at is not None
-            self._deadline = None
-            receipt = DeletionReceipt(
-                account_id=self._account_id,
-                workflow_id=workflow.info().workflow_id,
-                outcome=stage,
-                requested_by=self._request.requested_by,
-                requested_at=self._requested_at,
-                closed_at=workflow.now(),
-                reason=self._cancel_reason,
-            )
-            await self._move_to(stage, receipt=receipt)
+            receipt = await self._at.end(stage, self._requested_at, self._cancel_reason)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return receipt
 
-    # --- the saga's compensation ---------------------------------------------------------------
+    async def _continue_as_new_if_long(self, resume_at: Stage) -> None:
+        """At the end of a long wait's round, a long history goes on in a new run."""
+        if not history_is_long(self._policy.history_limit):
+            return
+        assert self._requested_at is not None
+        carried = CarriedState(
+            resume_at=resume_at,
+            requested_at=self._requested_at,
+            tasks_deadline=self._tasks_deadline,
+            verified=self._codes.verified,
+            pending_tasks=self._at.pending_tasks,
+            products=list(self._purges.progress.values()),
+            receipts=list(self._purges.receipts.values()),
+        )
+        await continue_as_new(self._request, carried)
 
     async def _compensate(self) -> None:
         """Undoes the saga steps taken so far, the last one first."""
         while self._compensations:
             await self._compensations.pop()()
 
-    # --- the stage -----------------------------------------------------------------------------
-
-    async def _move_to(
-        self, stage: Stage, *, receipt: DeletionReceipt | None = None, record: bool = True
-    ) -> None:
-        """The one place the stage moves: only as `NEXT_STAGES` allows, shown at once in the
-        search attributes, the run's current details and (`record`) the deletion's row."""
-        if self._stage_shown:
-            check_move(self._stage, stage)
-        self._stage = stage
-        self._stage_shown = True
-        workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
-        workflow.set_current_details(self._details())
-        if not record:
-            return
-        await account.record_progress(
-            ProgressRecord(
-                account_id=self._account_id,
-                workflow_id=workflow.info().workflow_id,
-                run_id=workflow.info().run_id,
-                requested_by=self._request.requested_by,
-                stage=stage,
-                pending_tasks=self._pending_tasks,
-                products=list(self._purges.progress.values()),
-                closed=stage.is_final,
-                receipt=receipt,
-                deadline=self._deadline,
-            )
-        )
-
-    def _details(self) -> str:
-        """What the Temporal UI shows as the run's current details (no PII)."""
-        lines = [f"**{self._stage.value}**"]
-        lines += [f"- {task.category.value}: {task.item}" for task in self._pending_tasks]
-        lines += [
-            f"- {p.product}: {p.state.value}" + (f" ({p.failure})" if p.failure else "")
-            for p in self._purges.progress.values()
-        ]
-        return "\n".join(lines)
-
-    # --- messages ------------------------------------------------------------------------------
+    # --- messages: signals for callers that need no answer, updates that answer truthfully ---
 
     @workflow.signal
     def submit_verification_code(self, request: SubmitCodeInput) -> None:
-        """For callers that need no answer; the outcome shows in the `status` query."""
         if self._awaiting_code():
             self._codes.submit(request.code)
 
     @workflow.update
     async def verify_code(self, request: SubmitCodeInput) -> CodeCheck:
-        """Answers at once with the outcome, for the verification page. Attempts are checked
-        one at a time in arrival order, together with signalled ones: no race between them."""
+        """Attempts are checked one at a time in arrival order, with signalled ones."""
         reply: asyncio.Future[CodeCheck] = asyncio.get_running_loop().create_future()
         self._codes.submit(request.code, reply)
         return await reply
 
     @verify_code.validator
-    def _verify_code_only_while_awaited(self, request: SubmitCodeInput) -> None:
-        """Rejected before it reaches history: nothing is recorded for a code not awaited."""
+    def _verify_code_only_while_it_can_count(self, request: SubmitCodeInput) -> None:
+        """Rejected before it reaches history: no code awaited, or it is locked or expired."""
         if not self._awaiting_code():
             raise not_awaited()
+        self._codes.refuse_useless_submission()
 
     def _awaiting_code(self) -> bool:
-        return self._stage is Stage.AWAITING_VERIFICATION and not self._codes.verified
+        return self._at.stage is Stage.AWAITING_VERIFICATION and not self._codes.verified
 
     @workflow.signal
     def resend_verification_code(self, request: ResendCodeInput | None = None) -> None:
-        if self._stage is Stage.AWAITING_VERIFICATION:
+        if self._awaiting_code():
             self._codes.resend_requested = True
+
+    @workflow.update
+    async def request_resend(self, request: ResendCodeInput) -> None:
+        self.resend_verification_code(request)
+
+    @request_resend.validator
+    def _resend_only_when_one_can_be_sent(self, request: ResendCodeInput) -> None:
+        asks.refuse_unless(self._awaiting_code(), self._at.stage, "resend the code")
+        self._codes.refuse_useless_resend()
 
     @workflow.signal
     def recheck_prerequisites(self, request: RecheckInput | None = None) -> None:
         self._recheck_requested = True
 
+    @workflow.update
+    async def request_recheck(self, request: RecheckInput) -> None:
+        self.recheck_prerequisites(request)
+
+    @request_recheck.validator
+    def _recheck_only_while_waiting_and_not_too_often(self, request: RecheckInput) -> None:
+        asks.refuse_unless(self._at.stage is Stage.AWAITING_TASKS, self._at.stage, "check again")
+        asks.refuse_if_asked(self._recheck_requested, "a check")
+        asks.refuse_if_sooner(self._last_check_at, self._policy.recheck_cooldown, "check")
+
     @workflow.signal
     def retry_failed_purges(self, request: RetryPurgesInput | None = None) -> None:
         self._retry_requested = True
 
+    @workflow.update
+    async def request_retry(self, request: RetryPurgesInput) -> None:
+        self.retry_failed_purges(request)
+
+    @request_retry.validator
+    def _retry_only_while_blocked(self, request: RetryPurgesInput) -> None:
+        blocked = self._at.stage is Stage.PURGE_BLOCKED
+        asks.refuse_unless(blocked, self._at.stage, "retry the failed purges")
+        asks.refuse_if_asked(self._retry_requested, "a retry")
+
     @workflow.signal
     def cancel(self, request: CancelInput | None = None) -> None:
         """Honoured only before the point of no return; ignored afterwards."""
-        if self._stage.is_cancellable and not self._cancel_requested:
+        if self._cancellable() and not self._cancel_requested:
             self._cancel_requested = True
             self._cancel_reason = (request.reason if request else None) or "cancelled by the user"
+
+    @workflow.update
+    async def request_cancel(self, request: CancelInput) -> CancelOutcome:
+        """Accepted only before the point of no return, and then always honoured: the run ends
+        CANCELLED at its next step. Asked again, it answers the same."""
+        self.cancel(request)
+        assert self._cancel_reason is not None
+        return CancelOutcome(stage=self._at.stage, reason=self._cancel_reason)
+
+    @request_cancel.validator
+    def _cancel_only_before_the_point_of_no_return(self, request: CancelInput) -> None:
+        asks.refuse_cancel(self._cancellable(), self._at.stage)
+
+    def _cancellable(self) -> bool:
+        return self._at.stage.is_cancellable and not self._irrevocable
 
     @workflow.query
     def status(self) -> DeletionStatus:
         return DeletionStatus(
-            account_id=self._account_id,
+            account_id=self._request.account_id,
             workflow_id=workflow.info().workflow_id,
-            stage=self._stage,
+            stage=self._at.stage,
             requested_by=self._request.requested_by,
-            pending_tasks=self._pending_tasks,
+            pending_tasks=self._at.pending_tasks,
             products=list(self._purges.progress.values()),
             verification=self._codes.status if not self._codes.verified else None,
             verified=self._codes.verified,
             identifiers_released=self._identifiers_released,
-            deadline=self._deadline,
-            closed_reason=self._cancel_reason if self._stage.is_final else None,
+            deadline=self._at.deadline,
+            closed_reason=self._cancel_reason if self._at.stage.is_final else None,
+            registry_version=self._purges.registry_version,
         )
 
     # --- helpers -------------------------------------------------------------------------------
@@ -361,9 +392,7 @@ class AccountDeletion:
         return self._request.policy
 
     @property
-    def _account_id(self) -> str:
-        return self._request.account_id
-
-    @property
     def _ref(self) -> AccountRef:
-        return AccountRef(account_id=self._account_id, workflow_id=workflow.info().workflow_id)
+        return AccountRef(
+            account_id=self._request.account_id, workflow_id=workflow.info().workflow_id
+        )

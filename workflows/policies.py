@@ -26,6 +26,13 @@ CONFIRMATION_DELIVERY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 CONFIRMATION_DEADLINE = timedelta(days=1)
+MAX_REPLANS = 6
+"""Releases refused although planning again adds no product, before operators are asked."""
+
+
+def replan_backoff(replans: int) -> timedelta:
+    """10 s, 20 s, 40 s, ... at most 10 minutes: about ten minutes in all before MAX_REPLANS."""
+    return min(timedelta(seconds=10 * 2 ** (replans - 1)), timedelta(minutes=10))
 
 
 def database_retry_except(*permanent: str) -> RetryPolicy:

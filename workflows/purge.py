@@ -8,6 +8,7 @@ becomes a pending task, and only the failed ones run again when retried.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -16,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.purge import PurgeActivities
     from contract.errors import PURGE_REFUSED, UNKNOWN_PRODUCT
     from contract.models import (
+        CarriedState,
         DeletionPolicy,
         PendingTask,
         ProductProgress,
@@ -25,27 +27,47 @@ with workflow.unsafe.imports_passed_through():
         TaskCategory,
     )
     from workflows.failures import error_message
-    from workflows.policies import DATABASE_RETRY, PURGE_TIMEOUT, SHORT, purge_retry
+    from workflows.policies import (
+        DATABASE_RETRY,
+        MAX_REPLANS,
+        PURGE_TIMEOUT,
+        SHORT,
+        purge_retry,
+        replan_backoff,
+    )
 
 
 class ProductPurges:
-    def __init__(self, account_id: str, policy: DeletionPolicy) -> None:
+    def __init__(
+        self, account_id: str, policy: DeletionPolicy, carried: CarriedState | None = None
+    ) -> None:
         self._account_id = account_id
         self._policy = policy
-        self.progress: dict[str, ProductProgress] = {}
+        self.progress: dict[str, ProductProgress] = {
+            p.product: p for p in (carried.products if carried else [])
+        }
         """Each product's purge state, in the registry's order (the `status` query shows it)."""
-        self.receipts: dict[str, ProductReceipt] = {}
+        self.receipts: dict[str, ProductReceipt] = {
+            r.product: r for r in (carried.receipts if carried else [])
+        }
+        self.registry_version: str | None = None
+        """A digest of the product names of the registry the last plan read."""
 
-    async def plan(self) -> None:
+    async def plan(self) -> int:
         """Adds the registry's products, recorded in history so that replays see the same
-        list (a product added to the registry during a run is found by the next plan)."""
+        list (a product added to the registry during a run is found by the next plan).
+        Returns how many products it added."""
         products = await workflow.execute_local_activity_method(
             PurgeActivities.list_products,
             start_to_close_timeout=SHORT,
             retry_policy=DATABASE_RETRY,
         )
+        known = len(self.progress)
         for product in products:
             self.progress.setdefault(product, ProductProgress(product=product))
+        names = ",".join(sorted(products)).encode()
+        self.registry_version = hashlib.sha256(names).hexdigest()[:12]
+        return len(self.progress) - known
 
     async def purge_unfinished(self) -> list[PendingTask]:
         """Purges every product not purged yet, in parallel; returns a pending task for each
@@ -54,6 +76,29 @@ class ProductPurges:
         await asyncio.gather(*(self._purge(progress) for progress in todo))
         failed = [p for p in self.progress.values() if p.state is PurgeState.FAILED]
         return [_purge_failure(progress) for progress in failed]
+
+    async def registry_mismatch(self, replans: int) -> list[PendingTask]:
+        """After `replans` refused releases although every planned product is purged and
+        planning again adds none: the releasing worker's registry lists a product this run's
+        does not (workers of two versions). Backs off while a rollout finishes; after
+        MAX_REPLANS, a pending task for the operators."""
+        if replans < MAX_REPLANS:
+            await workflow.sleep(replan_backoff(replans))
+            return []
+        return [
+            PendingTask(
+                category=TaskCategory.PURGE_FAILURE,
+                item="product registry",
+                message=(
+                    "Identifiers cannot be released: a worker's product registry lists a "
+                    f"product that this run's plan (registry {self.registry_version}) does not."
+                ),
+                resolution=(
+                    "Deploy the same product registry to every worker, then retry the failed "
+                    "purges."
+                ),
+            )
+        ]
 
     def receipts_by_product(self) -> list[ProductReceipt]:
         return [self.receipts[name] for name in sorted(self.receipts)]

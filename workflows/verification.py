@@ -13,13 +13,17 @@ from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.verification import VerificationActivities
     from contract.errors import (
         ACCOUNT_NOT_ACTIVE,
+        ALREADY_ASKED,
+        CODE_EXPIRED,
+        CODE_LOCKED,
         CODE_NOT_AWAITED,
+        NO_CODES_LEFT,
         NO_CONTACT,
         UNKNOWN_CHALLENGE,
     )
@@ -28,13 +32,18 @@ with workflow.unsafe.imports_passed_through():
         CodeCheck,
         DeletionPolicy,
         IssueCodeInput,
+        IssuedCode,
         VerificationOutcome,
         VerificationStatus,
     )
     from contract.stages import Stage
+    from workflows.failures import error_message
     from workflows.policies import SHORT, database_retry_except, wait_until
 
 Reply = asyncio.Future[CodeCheck]
+
+UNDELIVERABLE_CODE_ENDS_VERIFICATION = "undeliverable-code-ends-verification"
+"""Behind `workflow.patched`: before it, a code that could not be sent failed the run."""
 
 
 class CodeVerification:
@@ -47,8 +56,31 @@ class CodeVerification:
         self.resend_requested = False
         self._challenge_id: str | None = None
         self._codes_issued = 0
+        self.failure: str | None = None
+        """Why no code could be sent, when that ended the verification."""
         self._submitted: list[tuple[str, Reply | None]] = []
         """Submitted codes in arrival order; an update waits on its future for the outcome."""
+
+    def refuse_useless_submission(self) -> None:
+        """A code for a locked or expired challenge changes nothing: refused (no history)."""
+        status = self.status
+        if status is None:
+            return
+        if status.attempts_left == 0:
+            raise ApplicationError(
+                "this code has no attempts left: ask for a new one", type=CODE_LOCKED
+            )
+        if workflow.now() >= status.code_expires_at:
+            raise ApplicationError("this code has expired: ask for a new one", type=CODE_EXPIRED)
+
+    def refuse_useless_resend(self) -> None:
+        if self.status is not None and self.status.codes_left <= 0:
+            raise ApplicationError(
+                "no more codes can be sent for this deletion; cancel and start again",
+                type=NO_CODES_LEFT,
+            )
+        if self.resend_requested:
+            raise ApplicationError("a new code is already asked for", type=ALREADY_ASKED)
 
     def submit(self, code: str, reply: Reply | None = None) -> None:
         self._submitted.append((code, reply))
@@ -69,7 +101,8 @@ class CodeVerification:
     async def _until_right_code(
         self, deadline: datetime, cancelled: Callable[[], bool]
     ) -> Stage | None:
-        await self._issue_code()
+        if not await self._issue_code():
+            return Stage.CANCELLED
         while True:
             if cancelled():
                 return Stage.CANCELLED
@@ -79,7 +112,8 @@ class CodeVerification:
                 self.resend_requested = False
             if self.resend_requested and self._may_resend():
                 self.resend_requested = False
-                await self._issue_code()
+                if not await self._issue_code():
+                    return Stage.CANCELLED
             while self._submitted:
                 code, reply = self._submitted.pop(0)
                 outcome = await self._check_code(code)
@@ -104,10 +138,32 @@ class CodeVerification:
                 wake_at,
             )
 
-    async def _issue_code(self) -> None:
+    async def _issue_code(self) -> bool:
+        """Sends a new code; False when none could be sent (no contact channel, the account
+        not active, or the gateway down for as long as the code would have been valid)."""
         policy = self._policy
         self._challenge_id = str(workflow.uuid4())
-        issued = await workflow.execute_activity_method(
+        try:
+            issued = await self._issue(policy)
+        except ActivityError as error:
+            if not workflow.patched(UNDELIVERABLE_CODE_ENDS_VERIFICATION):
+                raise
+            self.failure = f"no verification code could be sent: {error_message(error)}"
+            return False
+        self._codes_issued += 1
+        self.status = VerificationStatus(
+            channel=issued.channel,
+            destination=issued.destination,
+            code_expires_at=issued.expires_at,
+            attempts_left=issued.attempts_left,
+            codes_left=policy.max_codes - self._codes_issued,
+            next_resend_at=workflow.now() + policy.resend_interval,
+        )
+        return True
+
+    async def _issue(self, policy: DeletionPolicy) -> IssuedCode:
+        assert self._challenge_id is not None
+        return await workflow.execute_activity_method(
             VerificationActivities.issue_verification_code,
             IssueCodeInput(
                 account_id=self._account_id,
@@ -122,15 +178,6 @@ class CodeVerification:
             # The gateway is retried until it accepts, for as long as the code would be valid.
             schedule_to_close_timeout=policy.code_ttl,
             retry_policy=database_retry_except(ACCOUNT_NOT_ACTIVE, NO_CONTACT),
-        )
-        self._codes_issued += 1
-        self.status = VerificationStatus(
-            channel=issued.channel,
-            destination=issued.destination,
-            code_expires_at=issued.expires_at,
-            attempts_left=issued.attempts_left,
-            codes_left=policy.max_codes - self._codes_issued,
-            next_resend_at=workflow.now() + policy.resend_interval,
         )
 
     def _codes_left(self) -> int:

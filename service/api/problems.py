@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accounts.registration import IdentifierTaken
-from starter.client import (
+from starter.errors import (
     AccountAlreadyDeleted,
     AccountNotFound,
     ActionNotAllowed,

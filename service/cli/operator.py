@@ -41,13 +41,8 @@ async def _operator(
 
     The action gets the client, the pool (for read-only views the client does not offer,
     such as the rows left to purge) and the arguments, and returns what to print."""
-    from starter.client import (
-        AccountNotFound,
-        DeletionClient,
-        DeletionError,
-        DeletionNotFound,
-        connect,
-    )
+    from starter.client import DeletionClient, connect
+    from starter.errors import AccountNotFound, DeletionError, DeletionNotFound
 
     async with database(settings) as pool:
         deletions = DeletionClient(await connect(settings), pool, settings.temporal_task_queue)
@@ -164,7 +159,7 @@ async def _purge_counts(pool: asyncpg.Pool, status: DeletionStatus) -> dict[str,
 
 async def _verify(d: DeletionClient, a: argparse.Namespace) -> str:
     from contract.models import VerificationOutcome
-    from starter.client import CodeRefused
+    from starter.errors import CodeRefused
 
     check = await d.verify(a.account_id, a.code)
     if check.outcome is VerificationOutcome.ACCEPTED:
@@ -198,6 +193,11 @@ async def _cancel(d: DeletionClient, a: argparse.Namespace) -> str:
     return "the deletion will be cancelled"
 
 
+async def _unfreeze(d: DeletionClient, a: argparse.Namespace) -> str:
+    await d.unfreeze(a.account_id, a.by)
+    return f"account {a.account_id} is active again (unfrozen by {a.by})"
+
+
 async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
     return to_json(await d.receipt(a.account_id))
 
@@ -221,5 +221,6 @@ COMMANDS: dict[str, Command] = {
     "retry": _verb(_retry),
     "cancel": _verb(_cancel),
     "receipt": _verb(_receipt),
+    "unfreeze": _verb(_unfreeze),
     "list": _verb(_list),
 }

@@ -11,7 +11,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN
+from contract.names import (
+    ACCOUNT_ID_PATTERN,
+    CODE_PATTERN,
+    PLAIN_TEXT_PATTERN,
+    REQUESTER_PATTERN,
+)
 
 if TYPE_CHECKING:
     from contract.stages import Stage
@@ -72,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = account_verb("cancel", "cancel before the point of no return")
     cancel.add_argument("--reason", type=_plain_text)
     account_verb("receipt", "print the receipt of a finished deletion as JSON")
+    unfreeze = account_verb(
+        "unfreeze",
+        "unfreeze an account whose deletion run ended (terminated) before purging began",
+    )
+    unfreeze.add_argument("--by", type=_operator, required=True, help="your operator id (audited)")
     listing = commands.add_parser(
         "list",
         help="list deletions, most recently changed first",
@@ -165,3 +175,4 @@ _account_id = _matching(
 )
 _code = _matching(CODE_PATTERN, "a verification code is 6 to 8 digits")
 _plain_text = _matching(PLAIN_TEXT_PATTERN, "must not contain control characters")
+_operator = _matching(REQUESTER_PATTERN, "an operator id: letters, digits and . _ : - only")

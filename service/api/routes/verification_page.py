@@ -19,7 +19,8 @@ from contract.stages import Stage
 from service.api.deps import Deletions, Signer
 from service.api.links import InvalidLink, LinkClaims
 from service.api.page import note, page, render
-from starter.client import DeletionClient, DeletionError
+from starter.client import DeletionClient
+from starter.errors import DeletionError
 
 router = APIRouter(prefix="/verify/{link}", include_in_schema=False)
 

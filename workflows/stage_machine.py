@@ -1,0 +1,87 @@
+"""The run's stage and what is shown with it, moved only as `contract.stages.NEXT_STAGES`
+allows and shown at once three ways: the `DeletionStage` search attribute, the run's current
+details in the Temporal UI, and the deletion's row in PostgreSQL (a local activity).
+
+Deterministic (no I/O): the workflow's one way to change its stage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from contract.models import DeletionReceipt, DeletionRequest, PendingTask, ProgressRecord
+    from contract.names import DELETION_STAGE
+    from contract.stages import FIRST_STAGE, Stage, check_move
+    from workflows import account_calls as account
+    from workflows.purge import ProductPurges
+
+
+class StageMachine:
+    def __init__(self, request: DeletionRequest, purges: ProductPurges) -> None:
+        carried = request.carried
+        self._request = request
+        self._purges = purges
+        self.stage = carried.resume_at if carried else FIRST_STAGE
+        """Before the first move: where the run starts (or resumes)."""
+        self.moved = False
+        self.pending_tasks: list[PendingTask] = carried.pending_tasks if carried else []
+        self.deadline: datetime | None = None
+        """When the current wait ends the run as EXPIRED (shown in the status and the row)."""
+
+    async def move_to(
+        self, stage: Stage, *, receipt: DeletionReceipt | None = None, record: bool = True
+    ) -> None:
+        """Refuses a move the table does not list (a bug: the workflow task fails and retries,
+        the run stays where it was); `record` False when an activity already wrote the row."""
+        if self.moved:
+            check_move(self.stage, stage)
+        self.stage = stage
+        self.moved = True
+        workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
+        workflow.set_current_details(self.details())
+        if not record:
+            return
+        await account.record_progress(
+            ProgressRecord(
+                account_id=self._request.account_id,
+                workflow_id=workflow.info().workflow_id,
+                run_id=workflow.info().run_id,
+                requested_by=self._request.requested_by,
+                stage=stage,
+                pending_tasks=self.pending_tasks,
+                products=list(self._purges.progress.values()),
+                closed=stage.is_final,
+                receipt=receipt,
+                deadline=self.deadline,
+            )
+        )
+
+    async def end(
+        self, stage: Stage, requested_at: datetime, reason: str | None
+    ) -> DeletionReceipt:
+        """Ends a run that deleted nothing (CANCELLED, EXPIRED): its receipt says why."""
+        self.deadline = None
+        receipt = DeletionReceipt(
+            account_id=self._request.account_id,
+            workflow_id=workflow.info().workflow_id,
+            outcome=stage,
+            requested_by=self._request.requested_by,
+            requested_at=requested_at,
+            closed_at=workflow.now(),
+            reason=reason,
+        )
+        await self.move_to(stage, receipt=receipt)
+        return receipt
+
+    def details(self) -> str:
+        """What the Temporal UI shows as the run's current details (no PII)."""
+        lines = [f"**{self.stage.value}**"]
+        lines += [f"- {task.category.value}: {task.item}" for task in self.pending_tasks]
+        lines += [
+            f"- {p.product}: {p.state.value}" + (f" ({p.failure})" if p.failure else "")
+            for p in self._purges.progress.values()
+        ]
+        return "\n".join(lines)
