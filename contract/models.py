@@ -55,7 +55,7 @@ class DeletionPolicy(_Model):
     """Attempts per product purge on transient faults before it becomes a pending task."""
     purge_heartbeat_timeout: timedelta = timedelta(seconds=30)
     """A purge whose worker died is retried elsewhere after this long without a heartbeat."""
-    recheck_cooldown: timedelta = timedelta(seconds=30)
+    recheck_cooldown: timedelta = timedelta(seconds=10)
     """Asked rechecks closer together than this are refused (429): each costs a check."""
     history_limit: int = Field(default=2000, ge=200, le=40_000)
     """Events after which a long wait (AWAITING_TASKS, PURGE_BLOCKED) continues as new."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
 import importlib.machinery
 import importlib.util
@@ -245,10 +246,10 @@ def test_a_bytecode_cache_it_cannot_write_does_not_stop_the_worker(
 BAD_CONFIG = [
     pytest.param({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE", id="pool size out of range"),
     pytest.param(
-        {"PAYLOAD_KEYS": "k1:not-base64-secret!"}, "payload key", id="malformed payload keys"
+        {"PAYLOAD_KEYS": "k1:not-base64-secret!"}, "PAYLOAD_KEYS", id="malformed payload keys"
     ),
     pytest.param({"NOTIFIER": "carrier-pigeon"}, "NOTIFIER", id="unknown notifier"),
-    pytest.param({"NOTIFIER": "webhook"}, "NOTIFY_WEBHOOK_URL", id="webhook without its url"),
+    pytest.param({"NOTIFY_WEBHOOK_URL": ""}, "NOTIFY_WEBHOOK_URL", id="webhook without its url"),
 ]
 PROCESSES = {
     "worker": [sys.executable, str(REPO_ROOT / "worker.py")],
@@ -276,6 +277,13 @@ async def test_a_configuration_error_is_one_line_without_a_traceback(
         if key not in ("NOTIFIER", "NOTIFY_WEBHOOK_URL", "API_TOKEN")
     }
     env.setdefault("PAYLOAD_KEYS", PayloadKey.generate("k1").entry())
+    # Everything else a product worker needs, so that the one bad setting is what it names.
+    env.update(
+        NOTIFIER="webhook",
+        NOTIFY_WEBHOOK_URL="http://127.0.0.1:1/notify",
+        NOTIFY_WEBHOOK_SECRET="whsec_" + base64.b64encode(b"s" * 32).decode(),
+        CODE_HASH_KEY=PayloadKey.generate("c1").entry(),
+    )
     env.update(
         TEMPORAL_ADDRESS=client.service_client.config.target_host,
         TEMPORAL_TASK_QUEUE=task_queue,

@@ -237,7 +237,7 @@ async def test_three_hundred_recheck_requests_in_a_row_leave_the_history_small(
             try:
                 await stack.deletions.recheck(account_id)
             except TooSoon as too_soon:
-                assert too_soon.retry_after is not None and 0 < too_soon.retry_after <= 30
+                assert too_soon.retry_after is not None and 0 < too_soon.retry_after <= 10
                 refused += 1
             except ActionNotAllowed:  # a check of an earlier request is running
                 refused += 1

@@ -17,16 +17,20 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from contract.models import (
     DeletionPolicy,
     DeletionStatus,
+    PurgeState,
     ResendCodeInput,
+    RetryPurgesInput,
     TaskCategory,
     VerificationOutcome,
 )
@@ -34,8 +38,10 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE
 from contract.stages import Stage
 from service.embedded import SEARCH_ATTRIBUTES, installed_binary
 from starter.client import DeletionClient
-from tests.support import Inbox, Stack, new_account, wait_for_stage
+from tests.support import Inbox, Stack, code_hasher_for_tests, new_account, wait_for_stage
+from worker import activities_for
 from workflows.account_deletion import AccountDeletion
+from workflows.policies import MAX_REPLANS, replan_backoff
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +361,68 @@ async def test_a_replaced_code_answers_expired_without_costing_an_attempt(
         finally:
             await deletions.cancel(account_id)
             await handle.result()
+
+
+async def test_a_release_refused_again_and_again_backs_off_then_becomes_a_task_for_operators(
+    stack: Stack, env: WorkflowEnvironment
+) -> None:
+    """A worker whose registry lacks a product plans a purge that the release refuses every
+    time (PURGES_UNFINISHED): the run backs off instead of spinning, then waits in
+    PURGE_BLOCKED with a task naming the registry it planned with; once the worker has the
+    whole registry, a retry finishes it."""
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
+    real = activities_for(pool, inbox, code_hasher_for_tests())
+    plan = next(a for a in real if a.__name__ == "list_products")
+    upgraded = False
+
+    @activity.defn(name="list_products")
+    async def registry_of_this_worker() -> list[str]:
+        return [product for product in await plan() if upgraded or product != "cdn"]
+
+    account_id = await new_account(pool)
+    # One worker throughout: this server's clock does not move on its own, so a run cached by
+    # a stopped worker would never be handed to another.
+    async with Worker(
+        stack.client,
+        task_queue=stack.task_queue,
+        workflows=[AccountDeletion],
+        activities=[registry_of_this_worker if a is plan else a for a in real],
+    ):
+        await deletions.start(account_id)
+        code = await awaiting_code(deletions, inbox, account_id)
+        await deletions.submit_code(account_id, code)
+        # Purged as far as its registry goes; from here releases are refused and backed off.
+        await status_when(
+            deletions,
+            account_id,
+            lambda s: bool(s.products) and all(p.state is PurgeState.SUCCEEDED for p in s.products),
+        )
+        sleeps = 0
+        while (blocked := await deletions.status(account_id)).stage is not Stage.PURGE_BLOCKED:
+            assert sleeps < 4 * MAX_REPLANS, f"still {blocked.stage} after {sleeps} backoffs"
+            await env.sleep(timedelta(minutes=10))  # longer than any backoff
+            await asyncio.sleep(0.5)  # the release is retried in real time
+            sleeps += 1
+        [task] = blocked.pending_tasks
+        assert task.item == "product registry"
+        assert blocked.registry_version is not None and blocked.registry_version in task.message
+        history = await (await deletions.handle(account_id)).fetch_history()
+        backoffs = [
+            event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            for event in history.events
+            if event.HasField("timer_started_event_attributes")
+        ]
+        # (the longer timers are the waits for the code and the tasks)
+        backoffs = [timer for timer in backoffs if timer < timedelta(hours=1)]
+        assert backoffs == [replan_backoff(n) for n in range(1, MAX_REPLANS)], backoffs
+        assert len(history.events) < 400, "the refused releases were not bounded"
+
+        upgraded = True
+        # The signal (this test server does not take updates): an operator's `temporal
+        # workflow signal --name retry_failed_purges`.
+        handle = await deletions.handle(account_id)
+        await handle.signal(AccountDeletion.retry_failed_purges, RetryPurgesInput())
+        await status_when(deletions, account_id, lambda s: s.stage.is_final, timeout=60)
+    receipt = await deletions.receipt(account_id)
+    assert receipt.outcome is Stage.DELETED
+    assert "cdn" in {product.product for product in receipt.products}

@@ -20,7 +20,7 @@ from service.api.deps import Deletions, Signer
 from service.api.links import InvalidLink, LinkClaims
 from service.api.page import note, page, render
 from starter.client import DeletionClient
-from starter.errors import DeletionError
+from starter.errors import DeletionError, TooSoon
 
 router = APIRouter(prefix="/verify/{link}", include_in_schema=False)
 
@@ -101,6 +101,8 @@ async def recheck(link: str, claim: Claims, deletions: Deletions) -> Response:
     try:
         before = await deletions.status(claim.account_id)
         await deletions.recheck(claim.account_id)
+    except TooSoon:
+        return _back(link, "recheck_soon")
     except DeletionError:
         return _back(link, "recheck_refused")
     await _recheck_shown(deletions, claim.account_id, before)
@@ -138,6 +140,7 @@ _NOTICES = {
     "cancel_refused": "The deletion can no longer be cancelled: deleting has begun.",
     "rechecked": "We checked your account again.",
     "recheck_refused": "There are no pending tasks to check right now.",
+    "recheck_soon": "We checked your account moments ago. Check again in a few seconds.",
 }
 
 
