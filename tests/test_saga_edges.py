@@ -77,6 +77,26 @@ async def _pay_bills(stack: Stack, account_id: str) -> None:
     await stack.pool.execute("update bills set status = 'paid' where account_id = $1", account_id)
 
 
+async def _blocked_on_a_legal_hold(
+    stack: Stack, account_id: str, policy: DeletionPolicy | None = None
+) -> None:
+    """Confirms a deletion whose object storage is under a legal hold: it waits PURGE_BLOCKED."""
+    await stack.pool.execute(
+        "insert into legal_holds (account_id, product, reason, placed_at)"
+        " values ($1, 'object_storage', 'litigation hold', now())",
+        account_id,
+    )
+    code = await start_and_receive_code(stack.deletions, stack.inbox, account_id, policy)
+    await stack.deletions.submit_code(account_id, code)
+    await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
+
+
+async def _lift_legal_hold(stack: Stack, account_id: str) -> None:
+    await stack.pool.execute(
+        "update legal_holds set lifted_at = now() where account_id = $1", account_id
+    )
+
+
 # --- cancel answers the truth -----------------------------------------------------------------
 
 
@@ -280,15 +300,8 @@ async def test_a_long_purge_block_continues_as_new_and_finishes_every_product(
     stack: Stack,
 ) -> None:
     account_id = await new_account(stack.pool)
-    await stack.pool.execute(
-        "insert into legal_holds (account_id, product, reason, placed_at)"
-        " values ($1, 'object_storage', 'litigation hold', now())",
-        account_id,
-    )
     async with stack.worker():
-        code = await start_and_receive_code(stack.deletions, stack.inbox, account_id, EAGER)
-        await stack.deletions.submit_code(account_id, code)
-        await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
+        await _blocked_on_a_legal_hold(stack, account_id, EAGER)
         first_run = await _run_id(stack, account_id)
         for _ in range(40):
             await stack.deletions.retry(account_id)
@@ -300,9 +313,7 @@ async def test_a_long_purge_block_continues_as_new_and_finishes_every_product(
             raise AssertionError("the block never continued as new")
         blocked = await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
         assert [t.product for t in blocked.pending_tasks] == ["object_storage"]
-        await stack.pool.execute(
-            "update legal_holds set lifted_at = now() where account_id = $1", account_id
-        )
+        await _lift_legal_hold(stack, account_id)
         await stack.deletions.retry(account_id)
         receipt = await (await stack.deletions.handle(account_id)).result()
     assert receipt.outcome is Stage.DELETED
@@ -316,15 +327,8 @@ async def test_a_new_start_resumes_a_deletion_terminated_past_the_point_of_no_re
     stack: Stack,
 ) -> None:
     account_id = await new_account(stack.pool)
-    await stack.pool.execute(
-        "insert into legal_holds (account_id, product, reason, placed_at)"
-        " values ($1, 'object_storage', 'litigation hold', now())",
-        account_id,
-    )
     async with stack.worker():
-        code = await start_and_receive_code(stack.deletions, stack.inbox, account_id)
-        await stack.deletions.submit_code(account_id, code)
-        await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
+        await _blocked_on_a_legal_hold(stack, account_id)
         await (await stack.deletions.handle(account_id)).terminate("operator error")
         with pytest.raises(ActionNotAllowed, match="purging had begun"):
             await stack.deletions.unfreeze(account_id, "ops-1")
@@ -332,9 +336,7 @@ async def test_a_new_start_resumes_a_deletion_terminated_past_the_point_of_no_re
         again = await stack.deletions.start(account_id)
         assert again.started
         await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
-        await stack.pool.execute(
-            "update legal_holds set lifted_at = now() where account_id = $1", account_id
-        )
+        await _lift_legal_hold(stack, account_id)
         await stack.deletions.retry(account_id)
         receipt = await (await stack.deletions.handle(account_id)).result()
     assert receipt.outcome is Stage.DELETED

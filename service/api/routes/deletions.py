@@ -141,11 +141,12 @@ async def _signalled(
     )
 
 
-@router.post("/recheck", status_code=202, response_model=Accepted)
+@router.post("/recheck", status_code=202, response_model=Accepted, responses=RATE_LIMITED)
 async def recheck(
     account_id: AccountId, deletions: Deletions, store: IdempotencyStore, key: IdempotencyKey
 ) -> Response:
-    """Checks the pending tasks again now instead of at the next periodic check."""
+    """Checks the pending tasks again now instead of at the next periodic check (429 within
+    seconds of the last check)."""
 
     async def act() -> Accepted:
         await deletions.recheck(account_id)
