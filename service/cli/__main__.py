@@ -1,7 +1,5 @@
 """`python -m service.cli`: the same as the `account-deletion` command."""
 
-import sys
+from service.cli import console_script
 
-from service.cli import main
-
-sys.exit(main())
+console_script()
