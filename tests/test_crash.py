@@ -19,6 +19,7 @@ from tests.support import (
     purged_rows,
     running_gateway,
     seed_residual_rows,
+    settled_purged_rows,
     start_and_receive_code_by_webhook,
     webhook_worker_env,
     worker_process,
@@ -56,7 +57,7 @@ async def test_a_worker_killed_mid_purge_loses_nothing_and_repeats_nothing(
                     await asyncio.sleep(0.05)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
-        at_kill = await purged_rows(pool, account_id)
+        at_kill = await settled_purged_rows(pool, account_id)
         assert 0 < at_kill < total, "the kill must land in the middle of the purge"
         await asyncio.sleep(1)
         assert await purged_rows(pool, account_id) == at_kill  # nobody purges meanwhile

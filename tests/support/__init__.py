@@ -23,6 +23,7 @@ from tests.support.data import (
     purged_rows,
     resolve_every_prerequisite,
     seed_residual_rows,
+    settled_purged_rows,
     table_snapshot,
 )
 from tests.support.gateway import Gateway, running_gateway
@@ -82,6 +83,7 @@ __all__ = [
     "running_gateway",
     "running_worker",
     "seed_residual_rows",
+    "settled_purged_rows",
     "start_and_receive_code",
     "start_and_receive_code_by_webhook",
     "table_snapshot",

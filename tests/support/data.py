@@ -3,6 +3,7 @@ checks of what a finished deletion left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -246,6 +247,19 @@ async def purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
             "select coalesce(sum(rows), 0) from purge_progress where account_id = $1", account_id
         )
     )
+
+
+async def settled_purged_rows(pool: asyncpg.Pool, account_id: str) -> int:
+    """The rows purged once a killed worker's last statements have ended: a batch is one
+    statement, and one the server received before the kill still commits (with its count)
+    a moment after the process is gone."""
+    last = await purged_rows(pool, account_id)
+    while True:
+        await asyncio.sleep(0.5)
+        now = await purged_rows(pool, account_id)
+        if now == last:
+            return now
+        last = now
 
 
 async def assert_deleted_exactly_once(
