@@ -169,7 +169,8 @@ class CarriedState(_Model):
     account a terminated run left frozen."""
 
     resume_at: Stage
-    """CHECKING_PREREQUISITES, FREEZING, PURGING or PURGE_BLOCKED."""
+    """CHECKING_PREREQUISITES (a long wait for tasks), FREEZING (a frozen account no purge
+    touched yet) or PURGING (a long purge block, or a frozen account whose purge began)."""
     requested_at: datetime
     tasks_deadline: datetime | None = None
     verified: bool = False

@@ -89,7 +89,6 @@ class AccountDeletion:
             Stage.AWAITING_VERIFICATION: self._verify,  # 2
             Stage.FREEZING: self._freeze_and_check_again,  # 3
             Stage.PURGING: self._purge_every_product,  # 4 (PURGE_BLOCKED)
-            Stage.PURGE_BLOCKED: self._purge_every_product,  # 4, continued while blocked
             Stage.RELEASING_IDENTIFIERS: self._release_identifiers_and_finalize,  # 5
         }
 
@@ -199,24 +198,21 @@ class AccountDeletion:
 
     async def _purge_every_product(self) -> Stage:
         """Step 4: purges all products in parallel; failed ones wait for `retry_failed_purges`."""
-        # A run continued while blocked goes on waiting for the retry it was waiting for.
-        blocked = self._at.stage is Stage.PURGE_BLOCKED and not self._at.moved
         added = await self._purges.plan()
         while True:
-            if not blocked:
-                await self._at.move_to(Stage.PURGING)
-                self._at.pending_tasks = []  # while the purges run
-                self._at.pending_tasks = await self._purges.purge_unfinished()
-                if not added and self._replans and workflow.patched(REPLANS_BACK_OFF):
-                    self._at.pending_tasks = await self._purges.registry_mismatch(self._replans)
-                    if self._at.pending_tasks:
-                        self._replans = 0  # the operators' retry starts a new round
-                if not self._at.pending_tasks:
-                    return Stage.RELEASING_IDENTIFIERS
-            blocked = False
+            await self._at.move_to(Stage.PURGING)
+            self._at.pending_tasks = []  # while the purges run
+            self._at.pending_tasks = await self._purges.purge_unfinished()
+            if not added and self._replans and workflow.patched(REPLANS_BACK_OFF):
+                self._at.pending_tasks = await self._purges.registry_mismatch(self._replans)
+                if self._at.pending_tasks:
+                    self._replans = 0  # the operators' retry starts a new round
+            if not self._at.pending_tasks:
+                return Stage.RELEASING_IDENTIFIERS
             self._retry_requested = False
             await self._at.move_to(Stage.PURGE_BLOCKED)
             await workflow.wait_condition(lambda: self._retry_requested)
+            # A long block goes on in a new run, which purges the failed products at once.
             await self._continue_as_new_if_long(Stage.PURGING)
 
     async def _release_identifiers_and_finalize(self) -> Stage:
