@@ -17,11 +17,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account import AccountActivities
-from activities.code_hash import CodeHasher, code_hasher_for
 from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
+from core.code_hash import CodeHasher, code_hasher_for
 from core.config import ConfigurationError, Settings, load_settings
 from workflows.account_deletion import AccountDeletion
 

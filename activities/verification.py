@@ -1,5 +1,5 @@
 """Verification codes: issued from a CSPRNG, delivered through the outbox, stored only as a
-keyed hash (`activities.code_hash`), checked in constant time, single use, with limited
+keyed hash (`core.code_hash`), checked in constant time, single use, with limited
 attempts."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.code_hash import CodeHash, CodeHasher
 from activities.notify import (
     Message,
     Notifier,
@@ -29,6 +28,7 @@ from contract.errors import (
 )
 from contract.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
 from contract.models import VerificationOutcome as Outcome
+from core.code_hash import CodeHash, CodeHasher
 from store.code_limits import CODE_LIMIT, code_allowance, count_code, lock_recipient
 from store.db import Connection
 

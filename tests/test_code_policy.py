@@ -18,9 +18,9 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.code_hash import CodeHasher, scrypt_hash
 from activities.verification import VerificationActivities, new_code
 from contract.models import CheckCodeInput, DeletionPolicy, IssueCodeInput, VerificationOutcome
+from core.code_hash import CodeHasher, scrypt_hash
 from tests.support import Inbox, code_hasher_for_tests, new_account
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

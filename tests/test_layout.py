@@ -122,3 +122,10 @@ def test_the_installed_distribution_holds_every_package() -> None:
     for package in PACKAGES - {"worker", "benchmarks"}:
         assert f"{package}*" in included, f"pyproject.toml does not install {package}"
     assert config["py-modules"] == ["worker"]
+
+
+def test_every_module_of_activities_defines_activities() -> None:
+    """Storage helpers, hashing, registries live elsewhere: `activities/` is the activities."""
+    for path in sorted((REPO_ROOT / "activities").glob("*.py")):
+        if path.name != "__init__.py":
+            assert "@activity.defn" in path.read_text(), f"{path.name} defines no activity"

@@ -24,8 +24,8 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.code_hash import CodeHasher
 from activities.notify import Notifier
+from core.code_hash import CodeHasher
 from starter.client import DeletionClient
 from tests.support.gateway import Gateway
 from tests.support.inbox import Inbox
