@@ -17,6 +17,7 @@ import asyncpg
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -114,8 +115,8 @@ class DeletionClient:
         if status == "deleted":
             raise AccountAlreadyDeleted(f"account {account_id} is already deleted")
         workflow_id = workflow_id_for(account_id)
-        if await self._running_run_id(account_id) is not None:
-            running = await self._client.get_workflow_handle(workflow_id).describe()
+        running = await self._describe(account_id)
+        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
             return StartedDeletion(workflow_id, running.run_id, started=False)
         if (wait := await self.code_limit_retry_after(account_id)) is not None:
             # The run could send no code: refuse before starting it.
@@ -156,15 +157,14 @@ class DeletionClient:
         async with self._pool.acquire() as conn:
             return (await code_allowance(conn, account_id)).retry_after
 
-    async def _running_run_id(self, account_id: str) -> str | None:
+    async def _describe(self, account_id: str) -> WorkflowExecutionDescription | None:
+        """The account's latest deletion run (running or closed); None if it never had one."""
         try:
-            description = await self._handle(account_id).describe()
+            return await self._handle(account_id).describe()
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
             return None
-        running = description.status == WorkflowExecutionStatus.RUNNING
-        return description.run_id if running else None
 
     async def _resumption(self, account_id: str) -> CarriedState:
         began = await purging_began(self._pool, account_id)
@@ -180,7 +180,8 @@ class DeletionClient:
         start finishes the deletion instead)."""
         if await self._account_status(account_id) != "frozen":
             raise ActionNotAllowed(f"account {account_id} is not frozen", Stage.CANCELLED)
-        if await self._running_run_id(account_id) is not None:
+        latest = await self._describe(account_id)
+        if latest is not None and latest.status == WorkflowExecutionStatus.RUNNING:
             stage = (await self.status(account_id)).stage
             raise ActionNotAllowed("a deletion is in progress: cancel it instead", stage)
         if await purging_began(self._pool, account_id):
@@ -192,24 +193,15 @@ class DeletionClient:
 
     async def current_run_id(self, account_id: str) -> str | None:
         """The id of the account's latest deletion run (running or closed), if any."""
-        try:
-            return (await self._handle(account_id).describe()).run_id
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return None
+        latest = await self._describe(account_id)
+        return latest.run_id if latest is not None else None
 
     async def status(self, account_id: str) -> DeletionStatus:
         """From the running workflow; from PostgreSQL once the run is closed."""
         await self._account_status(account_id)
         handle = self._handle(account_id)
-        try:
-            description = await handle.describe()
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return await self._recorded_status(account_id)
-        if description.status == WorkflowExecutionStatus.RUNNING:
+        description = await self._describe(account_id)
+        if description is not None and description.status == WorkflowExecutionStatus.RUNNING:
             try:
                 # A query needs a worker; with none polling it would wait ~30 s and fail.
                 async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
