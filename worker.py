@@ -23,6 +23,7 @@ from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
 from core.code_hash import CodeHasher, code_hasher_for
 from core.config import ConfigurationError, Settings, load_settings
+from registry.catalog import Catalog, load_catalog
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -55,14 +56,21 @@ def make_notifier(settings: Settings, *, allow_log: bool = False) -> Notifier:
 
 
 def activities_for(
-    pool: asyncpg.Pool, notifier: Notifier, hasher: CodeHasher, *, purge_batch_size: int = 5000
+    pool: asyncpg.Pool,
+    notifier: Notifier,
+    hasher: CodeHasher,
+    catalog: Catalog | None = None,
+    *,
+    purge_batch_size: int = 5000,
 ) -> Sequence[Any]:
-    """Every activity of the product, bound to this process's pool, notifier and code hasher."""
-    purge = PurgeActivities(pool, batch_size=purge_batch_size)
-    account = AccountActivities(pool, purges=purge)
+    """Every activity of the product, bound to this process's pool, notifier, code hasher and
+    product catalog (the built-in products alone when none is given)."""
+    catalog = catalog or Catalog()
+    purge = PurgeActivities(pool, catalog, batch_size=purge_batch_size)
+    account = AccountActivities(pool, purge, catalog)
     verification = VerificationActivities(pool, notifier, hasher)
     return [
-        PrerequisiteActivities(pool).check_prerequisites,
+        PrerequisiteActivities(pool, catalog).check_prerequisites,
         verification.issue_verification_code,
         verification.check_verification_code,
         account.record_progress,
@@ -71,7 +79,9 @@ def activities_for(
         account.release_identifiers,
         account.finalize_deletion,
         purge.list_products,
+        purge.plan_products,
         purge.purge_product,
+        purge.record_product_purge,
         NotificationActivities(pool, notifier).deliver_notification,
     ]
 
@@ -97,15 +107,17 @@ def cache_bytecode(*workflow_classes: type) -> None:
 def build_worker(
     client: Client, pool: asyncpg.Pool, notifier: Notifier, settings: Settings
 ) -> Worker:
-    """The worker on the settings' task queue; CODE_HASH_KEY must be set (ConfigurationError)."""
+    """The worker on the settings' task queue; CODE_HASH_KEY must be set and PRODUCTS_FILE, when
+    set, must hold together (ConfigurationError)."""
     cache_bytecode(AccountDeletion)
     hasher = code_hasher_for(settings)
+    catalog = load_catalog(settings.products_file)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[AccountDeletion],
         activities=activities_for(
-            pool, notifier, hasher, purge_batch_size=settings.purge_batch_size
+            pool, notifier, hasher, catalog, purge_batch_size=settings.purge_batch_size
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -130,6 +142,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if settings.database_url is None:
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
     code_hasher_for(settings)
+    load_catalog(settings.products_file)  # refused here, before anything connects
     async with AsyncExitStack() as stack:
         notifier = make_notifier(settings)
         if isinstance(notifier, WebhookNotifier):

@@ -25,15 +25,16 @@ from contract.models import (
     ProgressRecord,
 )
 from contract.stages import Stage
-from registry.products import PRODUCTS
+from registry.catalog import Catalog
 from store.audit import audit
 from store.db import Connection
 
 
 class AccountActivities:
-    def __init__(self, pool: asyncpg.Pool, purges: PurgeActivities | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, purges: PurgeActivities, catalog: Catalog) -> None:
         self._pool = pool
-        self._purges = purges or PurgeActivities(pool)
+        self._purges = purges
+        self._catalog = catalog
 
     @activity.defn
     async def record_progress(self, record: ProgressRecord) -> None:
@@ -158,7 +159,7 @@ class AccountActivities:
                     "select product from product_purges where account_id = $1", ref.account_id
                 )
             }
-            unfinished = sorted({product.name for product in PRODUCTS} - finished)
+            unfinished = sorted(set(self._catalog.names()) - finished)
             if unfinished:
                 raise ApplicationError(
                     f"purges unfinished: {', '.join(unfinished)}",
@@ -167,7 +168,7 @@ class AccountActivities:
                 )
             # Checked again under the account's lock, in the transaction that releases: rows
             # written since the re-purge above make this attempt fail, and the retry purges them.
-            if dirty := await _holding_rows(conn, ref.account_id):
+            if dirty := await _holding_rows(conn, self._catalog, ref.account_id):
                 raise ApplicationError(
                     f"rows written after the purge of {', '.join(dirty)}: purging them again",
                     type=PURGE_INCOMPLETE,
@@ -278,10 +279,10 @@ class AccountActivities:
         return receipt
 
 
-async def _holding_rows(conn: Connection, account_id: str) -> list[str]:
-    """The products whose probe finds rows of the account (read-only)."""
+async def _holding_rows(conn: Connection, catalog: Catalog, account_id: str) -> list[str]:
+    """The `sql` products whose probe finds rows of the account (read-only)."""
     dirty = []
-    for product in PRODUCTS:
+    for product in catalog.sql:
         counts = await conn.fetchrow(product.probe_sql, account_id)
         if counts is not None and any(counts.values()):
             dirty.append(product.name)

@@ -9,28 +9,39 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from contract.models import AccountRef, PendingTask, PrerequisiteReport, TaskCategory
+from contract.models import (
+    AccountRef,
+    PendingTask,
+    PrerequisiteReport,
+    ProductDriver,
+    TaskCategory,
+)
+from registry.catalog import Catalog
 from registry.prerequisites import PREREQUISITES
-from registry.products import PRODUCTS, LiveResource, Product
+from registry.products import LiveResource, Product
 
 
 class PrerequisiteActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, catalog: Catalog) -> None:
         self._pool = pool
+        self._catalog = catalog
 
     @activity.defn
     async def check_prerequisites(self, ref: AccountRef) -> PrerequisiteReport:
         tasks: list[PendingTask] = []
         # One snapshot: the tasks describe the account at one moment.
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            for product in PRODUCTS:
+            for product in self._catalog.sql:
                 for live in product.live:
                     rows = await conn.fetch(live.find_sql, ref.account_id, list(live.live_states))
                     tasks += (_live_task(product, live, row) for row in rows)
             for prerequisite in PREREQUISITES:
                 tasks += map(prerequisite.task, await conn.fetch(prerequisite.sql, ref.account_id))
         activity.logger.info("prerequisite check found %d pending tasks", len(tasks))
-        return PrerequisiteReport(pending_tasks=tasks)
+        return PrerequisiteReport(
+            pending_tasks=tasks,
+            worker_products=[p.name for p in self._catalog.of_driver(ProductDriver.WORKER)],
+        )
 
 
 def _live_task(product: Product, live: LiveResource, row: asyncpg.Record) -> PendingTask:

@@ -15,8 +15,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from contract.errors import PURGE_INCOMPLETE, PURGE_REFUSED, UNKNOWN_PRODUCT
-from contract.models import ProductReceipt, PurgeProductInput, TableReceipt
-from registry.products import PRODUCTS, PRODUCTS_BY_NAME, Product, TablePurge
+from contract.models import (
+    PlannedProduct,
+    ProductReceipt,
+    PurgeProductInput,
+    RecordPurgeInput,
+    TableReceipt,
+)
+from registry.catalog import Catalog
+from registry.products import Product, TablePurge
 from store.audit import audit
 
 HEARTBEAT_AFTER = timedelta(seconds=1)
@@ -29,22 +36,77 @@ class PurgeActivities:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        catalog: Catalog,
         *,
         batch_size: int = 5000,
         heartbeat_after: timedelta = HEARTBEAT_AFTER,
     ) -> None:
         self._pool = pool
+        self._catalog = catalog
         self._batch_size = batch_size
         self._heartbeat_after = heartbeat_after
 
     @activity.defn
     async def list_products(self) -> list[str]:
-        """The registry's products, for the workflow to record in its history."""
-        return [product.name for product in PRODUCTS]
+        """The registry's product names: the plan of runs that began before drivers existed
+        (their histories recorded this; `plan_products` replaced it)."""
+        return self._catalog.names()
+
+    @activity.defn
+    async def plan_products(self) -> list[PlannedProduct]:
+        """The registry's products with their drivers, for the workflow to record in its
+        history (a replay plans the same products, a later plan sees a new one)."""
+        return self._catalog.plan()
+
+    @activity.defn
+    async def record_product_purge(self, request: RecordPurgeInput) -> ProductReceipt:
+        """Records that a product outside this database (worker, http, manual) finished, once:
+        a repeat returns the first record's time. The release of identifiers waits for it."""
+        done = request.receipt
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                """
+                insert into product_purges (account_id, product, workflow_id, verified_clean,
+                                            driver, reported_rows, confirmed_by, completed_at)
+                values ($1, $2, $3, $4, $5, $6, $7, $8)
+                on conflict (account_id, product) do nothing
+                returning completed_at
+                """,
+                request.account_id,
+                done.product,
+                request.workflow_id,
+                done.verified_clean,
+                done.driver.value,
+                done.reported_rows,
+                done.confirmed_by,
+                done.completed_at,
+            )
+            if inserted is None:
+                recorded = await conn.fetchrow(
+                    "select completed_at, confirmed_by from product_purges"
+                    " where account_id = $1 and product = $2",
+                    request.account_id,
+                    done.product,
+                )
+                assert recorded is not None
+                return done.model_copy(update=dict(recorded))
+            details: dict[str, object] = {"driver": done.driver.value, "rows": done.rows}
+            if done.confirmed_by is not None:
+                details["confirmed_by"] = done.confirmed_by
+            await audit(
+                conn,
+                request.account_id,
+                request.workflow_id,
+                "product_purged",
+                product=done.product,
+                **details,
+            )
+        activity.logger.info("%s purge of %s recorded", done.driver.value, done.product)
+        return done
 
     @activity.defn
     async def purge_product(self, request: PurgeProductInput) -> ProductReceipt:
-        product = PRODUCTS_BY_NAME.get(request.product)
+        product = self._catalog.sql_product(request.product)
         if product is None:
             raise ApplicationError(
                 f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
@@ -103,7 +165,7 @@ class PurgeActivities:
         }
         beat = _Heartbeat(self._heartbeat_after)
         purged: dict[str, int] = {}
-        for product in PRODUCTS:
+        for product in self._catalog.sql:
             if product.name not in finished or not await self._probe(product, account_id):
                 continue
             request = PurgeProductInput(

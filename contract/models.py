@@ -30,6 +30,7 @@ _DURATION_BOUNDS: dict[str, tuple[timedelta, timedelta]] = {
     "resend_interval": (timedelta(0), timedelta(hours=24)),
     "purge_heartbeat_timeout": (timedelta(seconds=1), timedelta(hours=1)),
     "recheck_cooldown": (timedelta(0), timedelta(hours=1)),
+    "product_check_wait": (timedelta(seconds=1), timedelta(hours=1)),
 }
 """Each duration of a policy, between these inclusive bounds."""
 
@@ -58,6 +59,10 @@ class DeletionPolicy(_Model):
     recheck_cooldown: timedelta = timedelta(seconds=10)
     """Asked rechecks closer together than this are refused (429): each costs a check."""
     history_limit: int = Field(default=2000, ge=200, le=40_000)
+    product_check_wait: timedelta = timedelta(minutes=1)
+    """How long the live-resource check waits for a `worker` product's worker to take it. A
+    worker that is down does not hold the check: its own purge checks again before it removes
+    anything (the product kit refuses to purge an account with live resources)."""
     """Events after which a long wait (AWAITING_TASKS, PURGE_BLOCKED) continues as new."""
 
     @model_validator(mode="after")
@@ -115,6 +120,14 @@ class TaskCategory(StrEnum):
     CONTRACT = "contract"
     ARREARS = "arrears"
     PURGE_FAILURE = "purge_failure"
+    MANUAL_PURGE = "manual_purge"
+    """A `manual` product's purge, waiting for a person to do it and an operator to confirm."""
+
+    @classmethod
+    def of_prerequisites(cls) -> set[TaskCategory]:
+        """The categories the prerequisite check finds (SPEC flow step 1); the others arise
+        while purging."""
+        return set(cls) - {cls.PURGE_FAILURE, cls.MANUAL_PURGE}
 
 
 class PendingTask(_Model):
@@ -128,9 +141,34 @@ class PendingTask(_Model):
     product: str | None = None
 
 
+class ProductDriver(StrEnum):
+    """How a product's data is purged (SPEC "Products beyond this database")."""
+
+    SQL = "sql"
+    """Tables in this service's PostgreSQL, purged by the deletion worker."""
+    WORKER = "worker"
+    """The product team's own worker, on task queue `account-deletion-product-<name>`."""
+    HTTP = "http"
+    """The product's deletion API: a signed request, completed by a signed callback."""
+    MANUAL = "manual"
+    """A person does it; an operator confirms."""
+
+
+class PlannedProduct(_Model):
+    """One product of the registry as a run plans it (recorded in history with the plan)."""
+
+    name: str
+    driver: ProductDriver = ProductDriver.SQL
+    title: str = ""
+    instructions: str | None = None
+    """For `manual` products: what the person must do."""
+
+
 class PurgeState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    """A `manual` product: waiting for an operator to confirm that a person purged it."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
@@ -149,10 +187,15 @@ class ProductReceipt(_Model):
     tables: list[TableReceipt]
     completed_at: datetime
     verified_clean: bool
+    driver: ProductDriver = ProductDriver.SQL
+    reported_rows: int | None = None
+    """What an `http` product reported it removed (its tables are its own, not listed)."""
+    confirmed_by: str | None = None
+    """Who confirmed a `manual` product's purge."""
 
     @property
     def rows(self) -> int:
-        return sum(table.rows for table in self.tables)
+        return sum(table.rows for table in self.tables) + (self.reported_rows or 0)
 
 
 class ProductProgress(_Model):
@@ -161,6 +204,9 @@ class ProductProgress(_Model):
     attempts: int = 0
     rows: int = 0
     failure: str | None = None
+    driver: ProductDriver = ProductDriver.SQL
+    since: datetime | None = None
+    """When the current state began: how long a product has been purging or waiting."""
 
 
 class CarriedState(_Model):
@@ -252,6 +298,9 @@ class AccountRef(_Model):
 
 class PrerequisiteReport(_Model):
     pending_tasks: list[PendingTask]
+    worker_products: list[str] = []
+    """`worker` products, whose own workers check their live resources (the workflow asks
+    each on its task queue)."""
 
 
 class IssueCodeInput(_Model):
@@ -288,6 +337,30 @@ class CodeCheck(_Model):
 
 
 class PurgeProductInput(_Model):
+    account_id: str
+    workflow_id: str
+    product: str
+
+
+class ConfirmPurgeInput(_Model):
+    """An operator's word that a person purged a `manual` product (the `confirm_purge` update)."""
+
+    product: str = Field(max_length=64)
+    confirmed_by: str = Field(min_length=1, max_length=200, pattern=REQUESTER_PATTERN)
+
+
+class RecordPurgeInput(_Model):
+    """A product purged outside this database (worker, http, manual): its receipt, recorded in
+    `product_purges` so that identifiers are released only once every product finished."""
+
+    account_id: str
+    workflow_id: str
+    receipt: ProductReceipt
+
+
+class LiveResourcesInput(_Model):
+    """A `worker` product's live-resource check for one account (prerequisite step)."""
+
     account_id: str
     workflow_id: str
     product: str

@@ -21,5 +21,19 @@ ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
 
 
+PRODUCT_TASK_QUEUE_PREFIX = "account-deletion-product-"
+PRODUCT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+"""A product's name: a task queue suffix, a URL segment and a column value alike."""
+PRODUCT_PURGE_ACTIVITY = "purge_product"
+"""The activity a `worker` product's worker runs on its task queue (the product kit)."""
+PRODUCT_LIVE_RESOURCES_ACTIVITY = "find_live_resources"
+"""The live-resource check a `worker` product's worker runs on its task queue."""
+
+
+def product_task_queue(product: str) -> str:
+    """Where a `worker` product's own worker polls: `account-deletion-product-<name>`."""
+    return PRODUCT_TASK_QUEUE_PREFIX + product
+
+
 def workflow_id_for(account_id: str) -> str:
     return f"account-deletion-{account_id}"

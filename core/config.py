@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     """`whsec_<base64>` (env NOTIFY_WEBHOOK_SECRET): signs each request to the gateway the
     Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."""
 
+    products_file: Path | None = None
+    """A TOML file declaring products beyond the built-in registry (env PRODUCTS_FILE): their
+    `worker`, `http` or `manual` drivers (README, "Adding a product"). Checked at start."""
+    archive_database_url: str | None = None
+    """The example product `archive`'s own PostgreSQL (env ARCHIVE_DATABASE_URL); unset means
+    the database `archive` of the embedded PostgreSQL."""
+
     purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
     """Rows per purge transaction: small enough that no transaction holds locks for long."""
     worker_max_concurrent_activities: int = Field(default=20, ge=1, le=1000)

@@ -31,6 +31,7 @@ from demo import (
 )
 from demo.residual import DEFAULT_SIZES
 from demo.scenarios import LEGAL_HOLD_REASON
+from registry.catalog import Catalog
 from registry.products import PRODUCTS
 from tests.support import table_snapshot
 
@@ -202,9 +203,8 @@ async def test_blocked_has_a_finding_in_every_category(
     pool: asyncpg.Pool, demo: dict[str, str]
 ) -> None:
     found = await findings(pool, demo["blocked"])
-    assert set(found) == {*CLOUD_PRODUCTS, *(c.value for c in TaskCategory)} - {
+    assert set(found) == {*CLOUD_PRODUCTS, *(c.value for c in TaskCategory.of_prerequisites())} - {
         "cloud_product",
-        "purge_failure",
     }
     assert [category for category, count in found.items() if count == 0] == []
     roles = await pool.fetch(
@@ -236,7 +236,7 @@ async def test_unblocked_scenarios_have_no_finding_but_residual_data_everywhere(
 async def test_the_prerequisite_check_agrees_with_the_scenarios(
     pool: asyncpg.Pool, demo: dict[str, str]
 ) -> None:
-    activities = PrerequisiteActivities(pool)
+    activities = PrerequisiteActivities(pool, Catalog())
     reports = {
         scenario: await ActivityEnvironment().run(
             activities.check_prerequisites,
@@ -245,7 +245,7 @@ async def test_the_prerequisite_check_agrees_with_the_scenarios(
         for scenario, account_id in demo.items()
     }
     blocked = reports["blocked"].pending_tasks
-    assert {t.category for t in blocked} == set(TaskCategory) - {TaskCategory.PURGE_FAILURE}
+    assert {t.category for t in blocked} == TaskCategory.of_prerequisites()
     assert {t.product for t in blocked if t.category is TaskCategory.CLOUD_PRODUCT} == set(
         CLOUD_PRODUCTS
     )
@@ -274,7 +274,7 @@ async def test_legal_hold_holds_object_storage_and_the_purge_refuses(
         account_id=account_id, workflow_id=workflow_id_for(account_id), product="object_storage"
     )
     with pytest.raises(ApplicationError) as refused:
-        await ActivityEnvironment().run(PurgeActivities(pool).purge_product, request)
+        await ActivityEnvironment().run(PurgeActivities(pool, Catalog()).purge_product, request)
     assert refused.value.type == PURGE_REFUSED
     assert LEGAL_HOLD_REASON in str(refused.value)
     assert await rows_of(pool, account_id, ("storage_objects",)) == {
@@ -314,7 +314,7 @@ async def test_large_is_purged_completely_by_every_product(
 ) -> None:
     account_id = demo["large"]
     before = await rows_of(pool, account_id, tuple(LARGE_TABLES.values()))
-    activities = PurgeActivities(pool, batch_size=100)
+    activities = PurgeActivities(pool, Catalog(), batch_size=100)
     purged: dict[str, int] = {}
     for product in PRODUCTS:
         request = PurgeProductInput(

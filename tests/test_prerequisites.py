@@ -12,6 +12,7 @@ from accounts.registration import RegistrationRequest, register_account
 from activities.prerequisites import PrerequisiteActivities
 from contract.models import AccountRef, PendingTask, TaskCategory
 from contract.names import workflow_id_for
+from registry.catalog import Catalog
 from registry.prerequisites import PREREQUISITES
 from registry.products import PRODUCTS
 
@@ -21,9 +22,8 @@ def test_every_category_of_spec_is_declared_once() -> None:
     assert len(declared) == len(set(declared)), "a category declared twice"
     # Cloud products come from the products' live resources; purge failures from the purge.
     assert any(product.live for product in PRODUCTS)
-    assert set(declared) == set(TaskCategory) - {
+    assert set(declared) == TaskCategory.of_prerequisites() - {
         TaskCategory.CLOUD_PRODUCT,
-        TaskCategory.PURGE_FAILURE,
     }, "a category of SPEC (flow step 1) with no declaration in registry/prerequisites.py"
 
 
@@ -178,6 +178,8 @@ async def test_every_task_is_worded_and_ordered_as_users_see_it(pool: asyncpg.Po
     await _attach_every_variant(pool, await _register(pool))
 
     ref = AccountRef(account_id=account_id, workflow_id=workflow_id_for(account_id))
-    report = await ActivityEnvironment().run(PrerequisiteActivities(pool).check_prerequisites, ref)
+    report = await ActivityEnvironment().run(
+        PrerequisiteActivities(pool, Catalog()).check_prerequisites, ref
+    )
 
     assert report.pending_tasks == _expected(account_id)

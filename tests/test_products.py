@@ -19,6 +19,7 @@ from accounts.registration import RegistrationRequest, register_account
 from activities.prerequisites import PrerequisiteActivities
 from contract.models import AccountRef, PendingTask, TaskCategory
 from contract.names import workflow_id_for
+from registry.catalog import Catalog
 from registry.products import (
     PRODUCTS,
     PRODUCTS_BY_NAME,
@@ -450,7 +451,9 @@ async def _attach_residual_only(pool: asyncpg.Pool, a: str) -> None:
 
 async def _check(pool: asyncpg.Pool, account_id: str) -> list[PendingTask]:
     ref = AccountRef(account_id=account_id, workflow_id=workflow_id_for(account_id))
-    report = await ActivityEnvironment().run(PrerequisiteActivities(pool).check_prerequisites, ref)
+    report = await ActivityEnvironment().run(
+        PrerequisiteActivities(pool, Catalog()).check_prerequisites, ref
+    )
     return report.pending_tasks
 
 
@@ -464,7 +467,7 @@ async def test_prerequisite_check_reports_one_task_per_blocking_item_of_every_ca
 
     tasks = await _check(pool, account_id)
 
-    assert {task.category for task in tasks} == set(TaskCategory) - {TaskCategory.PURGE_FAILURE}
+    assert {task.category for task in tasks} == TaskCategory.of_prerequisites()
     for task in tasks:
         assert task.item.strip() and task.message.strip() and task.resolution.strip(), task
         assert other not in task.item + task.message, "another account's item"

@@ -24,6 +24,7 @@ from activities.account import AccountActivities
 from activities.purge import PurgeActivities
 from contract.models import AccountRef, ProductReceipt, PurgeProductInput
 from contract.names import workflow_id_for
+from registry.catalog import Catalog
 from registry.products import PRODUCTS, PRODUCTS_BY_NAME, PurgeMethod
 
 Seeded = dict[str, dict[str, int]]
@@ -196,7 +197,9 @@ async def purge(
     request = PurgeProductInput(
         account_id=account_id, workflow_id=workflow_id_for(account_id), product=product
     )
-    activities = PurgeActivities(pool, batch_size=batch_size, heartbeat_after=heartbeat_after)
+    activities = PurgeActivities(
+        pool, Catalog(), batch_size=batch_size, heartbeat_after=heartbeat_after
+    )
     return await (env or _env()).run(activities.purge_product, request)
 
 
@@ -580,7 +583,10 @@ async def test_a_legal_hold_refuses_the_purge_and_deletes_nothing_until_lifted(
 
 async def _release(pool: asyncpg.Pool, account_id: str) -> datetime:
     ref = AccountRef(account_id=account_id, workflow_id=workflow_id_for(account_id))
-    return await _env().run(AccountActivities(pool).release_identifiers, ref)
+    return await _env().run(
+        AccountActivities(pool, PurgeActivities(pool, Catalog()), Catalog()).release_identifiers,
+        ref,
+    )
 
 
 async def _claims(pool: asyncpg.Pool, account_id: str) -> list[asyncpg.Record]:

@@ -113,7 +113,7 @@ async def test_a_blocked_account_lists_every_category_and_proceeds_once_resolved
         await deletions.start(account_id, policy=EAGER_RECHECKS)
         status = await wait_for_stage(deletions, account_id, Stage.AWAITING_TASKS)
         categories = {task.category for task in status.pending_tasks}
-        assert categories == set(TaskCategory) - {TaskCategory.PURGE_FAILURE}
+        assert categories == TaskCategory.of_prerequisites()
         running = [t for t in status.pending_tasks if t.product == "compute"]
         assert running and f"i-live-{account_id}" in running[0].item
         assert inbox.messages == []  # no code is sent while tasks are pending

@@ -128,7 +128,7 @@ async def test_the_blocked_page_groups_the_tasks_and_checks_again_on_request(
         headings = re.findall(r"<h2>([^<]+)</h2>", shown.text)
         assert headings == HEADINGS
         categories = {task.category for task in blocked.pending_tasks}
-        assert categories == set(TaskCategory) - {TaskCategory.PURGE_FAILURE}
+        assert categories == TaskCategory.of_prerequisites()
         assert f'action="{page}/recheck"' in shown.text and "Check again" in shown.text
 
         # Nothing resolved: checked again, the same tasks are shown.

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.errors import UNKNOWN_NOTIFICATION
     from contract.models import (
         AccountRef,
+        DeletionPolicy,
         DeletionReceipt,
         DeliverNotificationInput,
         FinalizeInput,
@@ -34,15 +35,23 @@ with workflow.unsafe.imports_passed_through():
         DATABASE_RETRY,
         SHORT,
     )
+    from workflows.product_calls import live_resources_on_product_worker
 
 
-async def check_prerequisites(ref: AccountRef) -> PrerequisiteReport:
-    return await workflow.execute_activity_method(
+async def check_prerequisites(ref: AccountRef, policy: DeletionPolicy) -> PrerequisiteReport:
+    """This database's prerequisites and `http` products' live resources, then those of each
+    `worker` product, found by its own worker, all in the report's pending tasks."""
+    report = await workflow.execute_activity_method(
         PrerequisiteActivities.check_prerequisites,
         ref,
         start_to_close_timeout=CHECK_TIMEOUT,
         retry_policy=DATABASE_RETRY,
     )
+    found = await asyncio.gather(
+        *(live_resources_on_product_worker(ref, p, policy) for p in report.worker_products)
+    )
+    report.pending_tasks += [task for tasks in found for task in tasks]
+    return report
 
 
 async def freeze(ref: AccountRef) -> None:

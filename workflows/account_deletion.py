@@ -23,8 +23,8 @@ with workflow.unsafe.imports_passed_through():
         AccountRef,
         CancelInput,
         CancelOutcome,
-        CarriedState,
         CodeCheck,
+        ConfirmPurgeInput,
         DeletionPolicy,
         DeletionReceipt,
         DeletionRequest,
@@ -133,7 +133,9 @@ class AccountDeletion:
         assert deadline is not None
         while True:
             await self._at.move_to(Stage.CHECKING_PREREQUISITES)
-            self._at.pending_tasks = (await account.check_prerequisites(self._ref)).pending_tasks
+            self._at.pending_tasks = (
+                await account.check_prerequisites(self._ref, self._policy)
+            ).pending_tasks
             self._last_check_at = workflow.now()
             if not self._at.pending_tasks:
                 if self._cancel_requested and workflow.patched(CANCEL_CHECKED_BEFORE_CODE):
@@ -179,7 +181,7 @@ class AccountDeletion:
                 await account.freeze_to_its_end(self._ref)
             else:
                 await account.freeze(self._ref)
-            report = await account.check_prerequisites(self._ref)
+            report = await account.check_prerequisites(self._ref, self._policy)
         except ActivityError:
             await self._compensate()
             raise
@@ -202,7 +204,7 @@ class AccountDeletion:
         while True:
             await self._at.move_to(Stage.PURGING)
             self._at.pending_tasks = []  # while the purges run
-            self._at.pending_tasks = await self._purges.purge_unfinished()
+            self._at.pending_tasks = await self._purges.purge_unfinished(self._at.show_waiting)
             if not added and self._replans and workflow.patched(REPLANS_BACK_OFF):
                 self._at.pending_tasks = await self._purges.registry_mismatch(self._replans)
                 if self._at.pending_tasks:
@@ -260,14 +262,8 @@ class AccountDeletion:
         if not history_is_long(self._policy.history_limit):
             return
         assert self._requested_at is not None
-        carried = CarriedState(
-            resume_at=resume_at,
-            requested_at=self._requested_at,
-            tasks_deadline=self._tasks_deadline,
-            verified=self._codes.verified,
-            pending_tasks=self._at.pending_tasks,
-            products=list(self._purges.progress.values()),
-            receipts=list(self._purges.receipts.values()),
+        carried = self._at.carried(
+            resume_at, self._requested_at, self._tasks_deadline, verified=self._codes.verified
         )
         await continue_as_new(self._request, carried)
 
@@ -341,6 +337,15 @@ class AccountDeletion:
         blocked = self._at.stage is Stage.PURGE_BLOCKED
         asks.refuse_unless(blocked, self._at.stage, "retry the failed purges")
         asks.refuse_if_asked(self._retry_requested, "a retry")
+
+    @workflow.update
+    async def confirm_purge(self, request: ConfirmPurgeInput) -> None:
+        """An operator's word that a person purged a `manual` product; who is in the receipt."""
+        self._purges.confirm(request)
+
+    @confirm_purge.validator
+    def _confirm_only_a_manual_purge_awaiting_it(self, request: ConfirmPurgeInput) -> None:
+        self._purges.refuse_confirmation(request)
 
     @workflow.signal
     def cancel(self, request: CancelInput | None = None) -> None:

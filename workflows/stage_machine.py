@@ -12,7 +12,13 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contract.models import DeletionReceipt, DeletionRequest, PendingTask, ProgressRecord
+    from contract.models import (
+        CarriedState,
+        DeletionReceipt,
+        DeletionRequest,
+        PendingTask,
+        ProgressRecord,
+    )
     from contract.names import DELETION_STAGE
     from contract.stages import FIRST_STAGE, Stage, check_move
     from workflows import account_calls as account
@@ -41,9 +47,16 @@ class StageMachine:
         self.stage = stage
         self.moved = True
         workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
+        if record:
+            await self.show(receipt)
+        else:
+            workflow.set_current_details(self.details())
+
+    async def show(self, receipt: DeletionReceipt | None = None) -> None:
+        """Shows the stage with its current pending tasks and products, without a move: in the
+        UI's current details and the deletion's row."""
         workflow.set_current_details(self.details())
-        if not record:
-            return
+        stage = self.stage
         await account.record_progress(
             ProgressRecord(
                 account_id=self._request.account_id,
@@ -57,6 +70,30 @@ class StageMachine:
                 receipt=receipt,
                 deadline=self.deadline,
             )
+        )
+
+    async def show_waiting(self) -> None:
+        """While the purges run: the `manual` products waiting on people, as pending tasks."""
+        self.pending_tasks = self._purges.waiting_on_people()
+        await self.show()
+
+    def carried(
+        self,
+        resume_at: Stage,
+        requested_at: datetime,
+        tasks_deadline: datetime | None,
+        *,
+        verified: bool,
+    ) -> CarriedState:
+        """What the next run of this deletion starts from (continue-as-new)."""
+        return CarriedState(
+            resume_at=resume_at,
+            requested_at=requested_at,
+            tasks_deadline=tasks_deadline,
+            verified=verified,
+            pending_tasks=self.pending_tasks,
+            products=list(self._purges.progress.values()),
+            receipts=list(self._purges.receipts.values()),
         )
 
     async def end(
