@@ -19,6 +19,10 @@ and a newline or escape sequence would forge lines in logs and terminals)."""
 
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DELETION_STAGE = SearchAttributeKey.for_keyword("DeletionStage")
+DELETION_WAITING_ON = SearchAttributeKey.for_keyword("DeletionWaitingOn")
+"""`people` while a `manual` product's purge awaits an operator's confirmation; unset otherwise
+(saved query: `DeletionStage = "PURGING" AND DeletionWaitingOn = "people"`)."""
+WAITING_ON_PEOPLE = "people"
 
 
 PRODUCT_TASK_QUEUE_PREFIX = "account-deletion-product-"

@@ -21,7 +21,11 @@ from core.config import Settings
 
 logger = logging.getLogger(__name__)
 
-SEARCH_ATTRIBUTES = {"AccountId": "Keyword", "DeletionStage": "Keyword"}
+SEARCH_ATTRIBUTES = {
+    "AccountId": "Keyword",
+    "DeletionStage": "Keyword",
+    "DeletionWaitingOn": "Keyword",
+}
 """Registered on every Temporal server the product uses (docker-compose does the same)."""
 
 DATABASE_NAME = "account_deletion"

@@ -30,11 +30,12 @@ from temporalio.common import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from contract.errors import ALREADY_ASKED, NO_CODES_LEFT, TOO_SOON
+from contract.errors import ALREADY_ASKED, NO_CODES_LEFT, TOO_SOON, UNKNOWN_PRODUCT
 from contract.models import (
     CancelInput,
     CarriedState,
     CodeCheck,
+    ConfirmPurgeInput,
     DeletionPolicy,
     DeletionReceipt,
     DeletionRequest,
@@ -56,6 +57,7 @@ from starter.errors import (
     ActionNotAllowed,
     DeletionNotFound,
     NoCodesLeft,
+    ProductNotFound,
     TooSoon,
 )
 from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
@@ -300,6 +302,17 @@ class DeletionClient:
         await self._require(account_id, {Stage.PURGE_BLOCKED}, "retry the failed purges")
         await self._ask(account_id, AccountDeletion.request_retry, RetryPurgesInput(), "retry")
 
+    async def confirm_purge(self, account_id: str, product: str, confirmed_by: str) -> None:
+        """An operator's word that a person purged a `manual` product (its instructions are the
+        pending task). Who confirmed goes to the audit log and the receipt; refused
+        (ProductNotFound) for a product that is not a manual one of this deletion, and
+        (ActionNotAllowed) when it does not await confirmation."""
+        await self._require(account_id, {Stage.PURGING}, f"confirm the purge of {product}")
+        confirm = ConfirmPurgeInput(product=product, confirmed_by=confirmed_by)
+        await self._ask(
+            account_id, AccountDeletion.confirm_purge, confirm, f"confirm the purge of {product}"
+        )
+
     async def cancel(self, account_id: str, reason: str | None = None) -> None:
         """Answers only once the run has accepted the cancellation, which it then honours;
         refused (ActionNotAllowed) from the point of no return on."""
@@ -319,6 +332,8 @@ class DeletionClient:
             refusal = refusal_of(error)
             if refusal is not None and refusal.type == ALREADY_ASKED:
                 return
+            if refusal is not None and refusal.type == UNKNOWN_PRODUCT:
+                raise ProductNotFound(refusal.message) from error
             if refusal is not None and refusal.type == NO_CODES_LEFT:
                 raise NoCodesLeft(refusal.message) from error
             if refusal is not None and refusal.type == TOO_SOON:

@@ -20,6 +20,12 @@ class DeletionNotFound(DeletionError):
     code = "deletion_not_found"
 
 
+class ProductNotFound(DeletionError):
+    """The deletion has no such product awaiting an operator (not `manual`, or not planned)."""
+
+    code = "product_not_found"
+
+
 class AccountAlreadyDeleted(DeletionError):
     code = "account_deleted"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -135,6 +136,25 @@ def stack(client: Client, pool: asyncpg.Pool, task_queue: str) -> Stack:
 
     A module whose runs need another server overrides `client` (tests/test_timers.py)."""
     return Stack(client, pool, task_queue)
+
+
+@pytest.fixture
+def cli_env(client: Client, database_url: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
+    """What an operator's shell holds: the servers, the task queue and the payload keys."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("API_TOKEN", "NOTIFIER", "NOTIFY_WEBHOOK_URL", "DATA_DIR")
+    }
+    assert env.get("PAYLOAD_KEYS"), "conftest's temporal_env exports the test keys"
+    env.update(
+        TEMPORAL_ADDRESS=client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=client.namespace,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        DATABASE_URL=database_url,
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    return env
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ operators save in the Temporal UI.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -29,6 +27,7 @@ from starter.client import DeletionClient
 from tests.support import (
     Inbox,
     attach_every_prerequisite,
+    cli,
     new_account,
     object_locked,
     running_worker,
@@ -36,39 +35,6 @@ from tests.support import (
     start_and_receive_code,
     wait_for_stage,
 )
-
-
-@pytest.fixture
-def cli_env(client: Client, database_url: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
-    """What an operator's shell holds: the servers, the task queue and the payload keys."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("API_TOKEN", "NOTIFIER", "NOTIFY_WEBHOOK_URL", "DATA_DIR")
-    }
-    assert env.get("PAYLOAD_KEYS"), "conftest's temporal_env exports the test keys"
-    env.update(
-        TEMPORAL_ADDRESS=client.service_client.config.target_host,
-        TEMPORAL_NAMESPACE=client.namespace,
-        TEMPORAL_TASK_QUEUE=task_queue,
-        DATABASE_URL=database_url,
-        DATA_DIR=str(tmp_path / "data"),
-    )
-    return env
-
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Runs `account-deletion ARGS`; returns the exit code, stdout and stderr."""
-    process = await asyncio.create_subprocess_exec(
-        str(installed_binary("account-deletion")),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def listed(output: str) -> dict[str, str]:

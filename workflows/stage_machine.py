@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
         PendingTask,
         ProgressRecord,
     )
-    from contract.names import DELETION_STAGE
+    from contract.names import DELETION_STAGE, DELETION_WAITING_ON, WAITING_ON_PEOPLE
     from contract.stages import FIRST_STAGE, Stage, check_move
     from workflows import account_calls as account
     from workflows.purge import ProductPurges
@@ -34,6 +34,7 @@ class StageMachine:
         """Before the first move: where the run starts (or resumes)."""
         self.moved = False
         self.pending_tasks: list[PendingTask] = carried.pending_tasks if carried else []
+        self._waiting_on_people = False
         self.deadline: datetime | None = None
         """When the current wait ends the run as EXPIRED (shown in the status and the row)."""
 
@@ -73,8 +74,18 @@ class StageMachine:
         )
 
     async def show_waiting(self) -> None:
-        """While the purges run: the `manual` products waiting on people, as pending tasks."""
+        """While the purges run: the `manual` products waiting on people, as pending tasks,
+        and in the `DeletionWaitingOn` search attribute (operators' saved query)."""
         self.pending_tasks = self._purges.waiting_on_people()
+        if bool(self.pending_tasks) != self._waiting_on_people:
+            self._waiting_on_people = bool(self.pending_tasks)
+            workflow.upsert_search_attributes(
+                [
+                    DELETION_WAITING_ON.value_set(WAITING_ON_PEOPLE)
+                    if self._waiting_on_people
+                    else DELETION_WAITING_ON.value_unset()
+                ]
+            )
         await self.show()
 
     def carried(

@@ -32,6 +32,7 @@ from starter.errors import (
     DeletionError,
     DeletionNotFound,
     NoCodesLeft,
+    ProductNotFound,
     TooSoon,
 )
 
@@ -79,6 +80,7 @@ class InvalidIdempotencyKey(Exception):
 DELETION_ERRORS: dict[type[Exception], int] = {
     AccountNotFound: status.HTTP_404_NOT_FOUND,
     DeletionNotFound: status.HTTP_404_NOT_FOUND,
+    ProductNotFound: status.HTTP_404_NOT_FOUND,
     AccountAlreadyDeleted: status.HTTP_409_CONFLICT,
     ActionNotAllowed: status.HTTP_409_CONFLICT,
     NoCodesLeft: status.HTTP_409_CONFLICT,
@@ -90,6 +92,7 @@ TITLES = {
     "unauthorized": "A valid bearer token is required",
     "account_not_found": "No such account",
     "deletion_not_found": "No such deletion",
+    "product_not_found": "No such manual product in this deletion",
     "account_deleted": "The account is already deleted",
     "action_not_allowed": "The action does not fit the deletion's stage",
     "codes_exhausted": "No more codes can be sent for this deletion",

@@ -198,6 +198,11 @@ async def _unfreeze(d: DeletionClient, a: argparse.Namespace) -> str:
     return f"account {a.account_id} is active again (unfrozen by {a.by})"
 
 
+async def _confirm_purge(d: DeletionClient, a: argparse.Namespace) -> str:
+    await d.confirm_purge(a.account_id, a.product, a.by)
+    return f"the purge of {a.product} is confirmed by {a.by}; the deletion goes on"
+
+
 async def _receipt(d: DeletionClient, a: argparse.Namespace) -> str:
     return to_json(await d.receipt(a.account_id))
 
@@ -222,5 +227,6 @@ COMMANDS: dict[str, Command] = {
     "cancel": _verb(_cancel),
     "receipt": _verb(_receipt),
     "unfreeze": _verb(_unfreeze),
+    "confirm-purge": _verb(_confirm_purge),
     "list": _verb(_list),
 }

@@ -15,6 +15,7 @@ from contract.names import (
     ACCOUNT_ID_PATTERN,
     CODE_PATTERN,
     PLAIN_TEXT_PATTERN,
+    PRODUCT_NAME_PATTERN,
     REQUESTER_PATTERN,
 )
 
@@ -82,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         "unfreeze an account whose deletion run ended (terminated) before purging began",
     )
     unfreeze.add_argument("--by", type=_operator, required=True, help="your operator id (audited)")
+    confirm = account_verb(
+        "confirm-purge",
+        "confirm that a person purged a manual product of a deletion (its pending task says how)",
+    )
+    confirm.add_argument("product", type=_product, help="the manual product, e.g. tape_archive")
+    confirm.add_argument(
+        "--by", type=_operator, required=True, help="your operator id (audit log and receipt)"
+    )
     listing = commands.add_parser(
         "list",
         help="list deletions, most recently changed first",
@@ -176,3 +185,4 @@ _account_id = _matching(
 _code = _matching(CODE_PATTERN, "a verification code is 6 to 8 digits")
 _plain_text = _matching(PLAIN_TEXT_PATTERN, "must not contain control characters")
 _operator = _matching(REQUESTER_PATTERN, "an operator id: letters, digits and . _ : - only")
+_product = _matching(PRODUCT_NAME_PATTERN, "a product name: lowercase letters, digits and _")

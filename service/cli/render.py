@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from contract.models import DeletionStatus, ProductProgress, PurgeState
+from contract.models import (
+    DeletionStatus,
+    ProductDriver,
+    ProductProgress,
+    PurgeState,
+    TaskCategory,
+)
+from contract.names import product_task_queue
 
 if TYPE_CHECKING:
     from starter.records import ListedDeletion
@@ -15,6 +22,7 @@ if TYPE_CHECKING:
 _MARK = {
     PurgeState.PENDING: "·",
     PurgeState.RUNNING: "…",
+    PurgeState.AWAITING_CONFIRMATION: "?",
     PurgeState.SUCCEEDED: "✓",
     PurgeState.FAILED: "✗",
 }
@@ -74,6 +82,7 @@ def render_status(status: DeletionStatus, progress: Mapping[str, RowCount] | Non
                 detail = product.failure
             lines.append(
                 f"  {_MARK[product.state]} {product.product:<16} {product.state.value:<10} {detail}"
+                + _waiting(product)
             )
     return "\n".join(lines)
 
@@ -103,8 +112,23 @@ def _progress_lines(
         )
         if product.failure:
             line += f"  {product.failure}"
-        lines.append(line)
+        lines.append(line + _waiting(product))
     return lines
+
+
+def _waiting(product: ProductProgress) -> str:
+    """Who a product outside this database waits on, and since when: its own worker (which
+    may not be running), its deletion API, or an operator's confirmation."""
+    if product.driver is ProductDriver.SQL or product.since is None:
+        return ""
+    since = f"since {product.since:%Y-%m-%d %H:%M:%S} UTC"
+    if product.state is PurgeState.AWAITING_CONFIRMATION:
+        return f"  waiting on people (confirm-purge) {since}"
+    if product.state is not PurgeState.RUNNING:
+        return ""
+    if product.driver is ProductDriver.WORKER:
+        return f"  by its worker on task queue {product_task_queue(product.product)} {since}"
+    return f"  by its {product.driver.value} driver {since}"
 
 
 def bar(done: int, total: int, finished: bool = False, width: int = BAR_WIDTH) -> str:
@@ -144,6 +168,9 @@ def render_list(
 
 
 def _note(deletion: ListedDeletion, now: datetime) -> str:
+    people = [t.product for t in deletion.pending_tasks if t.category is TaskCategory.MANUAL_PURGE]
+    if people:
+        return f"waiting on people: manual purge of {', '.join(p or '?' for p in people)}"
     if deletion.overdue == "deadline_passed" and deletion.deadline is not None:
         return f"OVERDUE: deadline passed {_age(now - deletion.deadline)} ago, run not expired"
     if deletion.overdue == "stalled":

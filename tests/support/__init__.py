@@ -14,6 +14,7 @@
 - databases and PostgreSQL servers of a test's own (`servers.py`).
 """
 
+from tests.support.cli import cli
 from tests.support.data import (
     assert_deleted_exactly_once,
     attach_every_prerequisite,
@@ -61,6 +62,7 @@ __all__ = [
     "HISTORIES",
     "REPO_ROOT",
     "TEST_CODE_HASH_KEY",
+    "cli",
     "Gateway",
     "Inbox",
     "TAKEOVER_POLICY",

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.notify import Notifier
 from core.code_hash import CodeHasher
+from registry.catalog import Catalog
 from starter.client import DeletionClient
 from tests.support.gateway import Gateway
 from tests.support.inbox import Inbox
@@ -55,14 +56,16 @@ async def running_worker(
     notifier: Notifier,
     *,
     batch_size: int = 500,
+    catalog: Catalog | None = None,
 ) -> AsyncIterator[Worker]:
-    """A worker in this process with the real workflow and activities, polling `task_queue`."""
+    """A worker in this process with the real workflow and activities, polling `task_queue`;
+    its products are the built-in ones, or `catalog`'s (products beyond this database)."""
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[AccountDeletion],
         activities=activities_for(
-            pool, notifier, code_hasher_for_tests(), purge_batch_size=batch_size
+            pool, notifier, code_hasher_for_tests(), catalog, purge_batch_size=batch_size
         ),
     ) as worker:
         yield worker
@@ -83,10 +86,17 @@ class Stack:
     def __post_init__(self) -> None:
         self.deletions = DeletionClient(self.client, self.pool, self.task_queue)
 
-    def worker(self, *, batch_size: int = 500) -> AbstractAsyncContextManager[Worker]:
+    def worker(
+        self, *, batch_size: int = 500, catalog: Catalog | None = None
+    ) -> AbstractAsyncContextManager[Worker]:
         """A worker with the real activities, delivering to `inbox`, for the `async with`."""
         return running_worker(
-            self.client, self.pool, self.task_queue, self.inbox, batch_size=batch_size
+            self.client,
+            self.pool,
+            self.task_queue,
+            self.inbox,
+            batch_size=batch_size,
+            catalog=catalog,
         )
 
 

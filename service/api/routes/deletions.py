@@ -19,7 +19,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.models import CodeCheck, DeletionReceipt, DeletionStatus
-from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
+from contract.names import (
+    ACCOUNT_ID_PATTERN,
+    CODE_PATTERN,
+    PLAIN_TEXT_PATTERN,
+    PRODUCT_NAME_PATTERN,
+    REQUESTER_PATTERN,
+)
 from service.api.customer import customer_view
 from service.api.deps import Deletions, IdempotencyStore, SettingsDep, Signer, require_token
 from service.api.idempotency import IdempotencyKey
@@ -179,6 +185,31 @@ async def retry(
         return Accepted(detail="the failed purges will be retried")
 
     return await _signalled(store, key, account_id, "retry", act)
+
+
+class PurgeConfirmation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    confirmed_by: str = Field(max_length=200, pattern=REQUESTER_PATTERN, examples=["ops.jane"])
+    """The operator vouching that a person purged the product (audit log and receipt)."""
+
+
+@router.post("/products/{product}/confirm", status_code=202, response_model=Accepted)
+async def confirm_purge(
+    account_id: AccountId,
+    product: Annotated[str, Path(pattern=PRODUCT_NAME_PATTERN, examples=["tape_archive"])],
+    body: PurgeConfirmation,
+    deletions: Deletions,
+    store: IdempotencyStore,
+    key: IdempotencyKey,
+) -> Response:
+    """Confirms that a person purged a `manual` product; 404 for a product that is not a
+    manual one of this deletion, 409 when it does not await confirmation."""
+
+    async def act() -> Accepted:
+        await deletions.confirm_purge(account_id, product, body.confirmed_by)
+        return Accepted(detail=f"the purge of {product} is confirmed")
+
+    return await _signalled(store, key, account_id, f"products/{product}/confirm", act, body)
 
 
 @router.post("/cancel", status_code=202, response_model=Accepted)
