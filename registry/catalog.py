@@ -114,7 +114,11 @@ def load_catalog(products_file: Path | None) -> Catalog:
     tables = document.get("product", [])
     if not isinstance(tables, list):
         raise ProductsFileError(f"{where}: `product` must be an array of tables ([[product]])")
-    return Catalog(_declared(f"{where}: product {i}", t) for i, t in enumerate(tables, 1))
+    declared = [_declared(f"{where}: product {i}", t) for i, t in enumerate(tables, 1)]
+    try:
+        return Catalog(declared)
+    except ProductsFileError as error:
+        raise ProductsFileError(f"{where}: {error}") from None
 
 
 def _declared(where: str, table: object) -> DeclaredProduct:

@@ -73,6 +73,11 @@ async def test_a_manual_product_waits_on_people_until_an_operator_confirms_throu
         assert not status.identifiers_released
         described = await client.get_workflow_handle(workflow_id_for(account_id)).describe()
         assert described.typed_search_attributes.get(DELETION_WAITING_ON) == WAITING_ON_PEOPLE
+        # The user sees what to expect, not the operators' instructions.
+        shown = (await api.get(f"/v1/accounts/{account_id}/deletion", headers=AUTH)).json()
+        assert INSTRUCTIONS not in str(shown)
+        assert [t["category"] for t in shown["pending_tasks"]] == ["manual_purge"]
+        assert "by hand" in shown["pending_tasks"][0]["message"]
         claims = await pool.fetchval(
             "select count(*) from identifier_claims where account_id = $1 and released_at is null",
             account_id,
