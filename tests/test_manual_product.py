@@ -17,7 +17,14 @@ from contract.models import PurgeState, TaskCategory
 from contract.names import DELETION_WAITING_ON, WAITING_ON_PEOPLE, workflow_id_for
 from contract.stages import Stage
 from registry.catalog import Catalog, load_catalog
-from tests.support import Stack, cli, new_account, start_and_receive_code, wait_for_stage
+from tests.support import (
+    Stack,
+    cli,
+    new_account,
+    record_history,
+    start_and_receive_code,
+    wait_for_stage,
+)
 
 AUTH = {"Authorization": "Bearer test-token-0123456789"}
 INSTRUCTIONS = "Pull the account's tapes from vault B, shred them, file the certificate."
@@ -88,6 +95,7 @@ async def test_a_manual_product_waits_on_people_until_an_operator_confirms_throu
         answer = await api.post(confirm, json={"confirmed_by": "ops.jane"}, headers=AUTH)
         assert answer.status_code == 202, answer.text
         status = await wait_for_stage(stack.deletions, account_id, Stage.DELETED)
+        await record_history(client, account_id, "manual_product_confirmed")
         again = await api.post(confirm, json={"confirmed_by": "ops.jane"}, headers=AUTH)
         assert again.status_code == 409
         assert again.headers["content-type"] == "application/problem+json"

@@ -46,6 +46,7 @@ def test_histories_are_checked_in() -> None:
         "legal_hold_retried",
         "temporal_cancel_refused_after_purge",
         "verified_by_update",
+        "manual_product_confirmed",
     } <= names
 
 
