@@ -204,3 +204,51 @@ async def test_an_operator_confirms_with_the_cli_and_is_named_in_the_receipt(
 
     receipt = await stack.deletions.receipt(account_id)
     assert {p.product: p.confirmed_by for p in receipt.products}["tape_archive"] == "ops.kim"
+
+
+async def test_a_failed_purge_shows_beside_the_manual_task_and_waits_for_a_retry_after_it(
+    stack: Stack, pool: asyncpg.Pool, catalog: Catalog
+) -> None:
+    """While people are awaited, a product that fails shows at once; once the manual product
+    is confirmed the run waits in PURGE_BLOCKED for the fix and the retry, which purges only
+    the failed product."""
+    account_id = await new_account(pool)
+    await pool.execute(
+        "insert into legal_holds (account_id, product, reason) values ($1, 'dns', 'Hold H-7')",
+        account_id,
+    )
+    async with stack.worker(catalog=catalog):
+        await _awaiting_confirmation(stack, account_id)
+        async with asyncio.timeout(30):
+            while True:
+                status = await stack.deletions.status(account_id)
+                if len(status.pending_tasks) == 2:
+                    break
+                await asyncio.sleep(0.1)
+        assert status.stage is Stage.PURGING
+        assert {(t.category, t.product) for t in status.pending_tasks} == {
+            (TaskCategory.PURGE_FAILURE, "dns"),
+            (TaskCategory.MANUAL_PURGE, "tape_archive"),
+        }
+        await stack.deletions.confirm_purge(account_id, "tape_archive", "ops.jane")
+        blocked = await wait_for_stage(stack.deletions, account_id, Stage.PURGE_BLOCKED)
+        assert [(t.category, t.product) for t in blocked.pending_tasks] == [
+            (TaskCategory.PURGE_FAILURE, "dns")
+        ]
+        tape = next(p for p in blocked.products if p.product == "tape_archive")
+        assert tape.state is PurgeState.SUCCEEDED
+        await pool.execute(
+            "update legal_holds set lifted_at = now() where account_id = $1", account_id
+        )
+        await stack.deletions.retry(account_id)
+        await wait_for_stage(stack.deletions, account_id, Stage.DELETED)
+    receipt = await stack.deletions.receipt(account_id)
+    assert {p.product: p.confirmed_by for p in receipt.products}["tape_archive"] == "ops.jane"
+    assert (
+        await pool.fetchval(
+            "select count(*) from audit_events where account_id = $1 and kind = 'product_purged'"
+            " and detail->>'product' = 'tape_archive'",
+            account_id,
+        )
+        == 1
+    ), "the retry must not confirm the manual product again"

@@ -139,6 +139,11 @@ class ProductPurges:
             if p.state is PurgeState.AWAITING_CONFIRMATION
         ]
 
+    def tasks_so_far(self) -> list[PendingTask]:
+        """While the purges run: the failed ones and those waiting on people."""
+        failed = [p for p in self.progress.values() if p.state is PurgeState.FAILED]
+        return [_purge_failure(p) for p in failed] + self.waiting_on_people()
+
     def refuse_confirmation(self, request: ConfirmPurgeInput) -> None:
         """Only a `manual` product that awaits confirmation, once (the update's validator)."""
         progress = self.progress.get(request.product)
@@ -179,6 +184,8 @@ class ProductPurges:
             progress.state = PurgeState.FAILED
             progress.since = workflow.now()
             progress.failure = error_message(error)
+            if self._show is not None and self.waiting_on_people():
+                await self._show()  # shown now: the run waits on people before PURGE_BLOCKED
             return
         self.receipts[progress.product] = receipt
         progress.state = PurgeState.SUCCEEDED

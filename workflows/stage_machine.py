@@ -74,11 +74,12 @@ class StageMachine:
         )
 
     async def show_waiting(self) -> None:
-        """While the purges run: the `manual` products waiting on people, as pending tasks,
-        and in the `DeletionWaitingOn` search attribute (operators' saved query)."""
-        self.pending_tasks = self._purges.waiting_on_people()
-        if bool(self.pending_tasks) != self._waiting_on_people:
-            self._waiting_on_people = bool(self.pending_tasks)
+        """While the purges run: the failed purges and the `manual` products waiting on people,
+        as pending tasks; the latter also in the `DeletionWaitingOn` search attribute."""
+        self.pending_tasks = self._purges.tasks_so_far()
+        people = bool(self._purges.waiting_on_people())
+        if people != self._waiting_on_people:
+            self._waiting_on_people = people
             workflow.upsert_search_attributes(
                 [
                     DELETION_WAITING_ON.value_set(WAITING_ON_PEOPLE)
