@@ -26,10 +26,13 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"demo"}),
     frozenset({"accounts", "registry"}),
     frozenset({"store"}),
+    frozenset({"kit"}),
     frozenset({"core", "contract"}),
 )
 """Top down. `demo` sits above `accounts` (it registers its accounts) and below everything
-that runs it; `core` (settings, payload codec, logging) and `contract` are the ground."""
+that runs it; `kit` (the product kit: declarations and the purge engine, which product teams
+import) stands on `contract` alone, under everything of this service that uses it; `core`
+(settings, payload codec, logging) and `contract` are the ground."""
 
 PACKAGES = frozenset().union(*LAYERS)
 LAYER_OF = {package: index for index, layer in enumerate(LAYERS) for package in layer}
