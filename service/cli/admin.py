@@ -1,5 +1,5 @@
-"""The commands that run or prepare the product: `dev`, `worker`, `api`, `migrate`, `seed-demo`
-and `register`."""
+"""The commands that run or prepare the product: `dev`, `worker`, `product-worker`, `api`,
+`migrate`, `seed-demo` and `register`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,35 @@ def worker(settings: Settings) -> int:
 
     asyncio.run(run_worker(settings))
     return 0
+
+
+def product_worker(settings: Settings, product: str) -> int:
+    """A bundled example product's worker (`archive`), until SIGTERM/SIGINT."""
+    asyncio.run(_product_worker(settings, product))
+    return 0
+
+
+async def _product_worker(settings: Settings, product: str) -> None:
+    from datetime import timedelta
+
+    from core.codec import data_converter
+    from core.observability import metrics_bind_address, sdk_runtime
+    from kit.archive import NAME, run_archive_worker
+    from service.embedded import archive_database_url
+    from starter.client import connect
+
+    assert product == NAME, product  # the parser offers the bundled products only
+    # Every setting is checked before anything connects: a bad one is one line, exit 2.
+    data_converter(settings)
+    metrics_address = metrics_bind_address(settings)
+    database_url = await archive_database_url(settings)
+    client = await connect(settings, sdk_runtime(metrics_address))
+    await run_archive_worker(
+        client,
+        database_url,
+        batch_size=settings.purge_batch_size,
+        shutdown=timedelta(seconds=settings.worker_shutdown_seconds),
+    )
 
 
 def serve_api(settings: Settings, host: str | None, port: int | None) -> int:
