@@ -201,5 +201,4 @@ class KitProduct:
         """Every declared table's probe for account $1 in one statement (one snapshot, one
         round trip): one row, a count per table, named by the table. Custom steps probe with
         their own `remaining`."""
-        counts = ", ".join(f"({table.probe_sql}) as {table.table}" for table in self.tables)
-        return f"select {counts or 'null as nothing'}"
+        return "select " + ", ".join(f"({t.probe_sql}) as {t.table}" for t in self.tables)

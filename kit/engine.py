@@ -132,9 +132,11 @@ class PurgeEngine:
     async def probe(self, product: KitProduct, account_id: str) -> dict[str, int]:
         """Read-only: what of the account is still in the product's tables, by table."""
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            counts = await conn.fetchrow(product.probe_sql, account_id)
-            assert counts is not None
-            left = {name: int(count) for name, count in counts.items() if count}
+            left: dict[str, int] = {}
+            if product.tables:
+                counts = await conn.fetchrow(product.probe_sql, account_id)
+                assert counts is not None
+                left = {name: int(count) for name, count in counts.items() if count}
             for step in product.custom:
                 if count := await step.remaining(conn, account_id):
                     left[step.table] = count
