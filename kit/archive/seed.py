@@ -61,7 +61,7 @@ async def _insert(conn: Connection, account_id: str, data: ArchiveData) -> None:
     await conn.execute(
         """
         insert into archive_objects (account_id, vault_id, object_key, size_bytes, archived_at)
-        select $1, 'vault-' || $1 || '-' || v, 'backup-' || o || '.tar.zst', 1048576 * o,
+        select $1, 'vault-' || $1 || '-' || v, 'backup-' || o || '.tar.zst', 1048576::bigint * o,
                now() - interval '300 days'
         from generate_series(1, $2) v, generate_series(1, $3) o
         """,

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.notify import Notifier
 from core.code_hash import CodeHasher
+from registry.catalog import Catalog
 from starter.client import DeletionClient
 from tests.support.gateway import Gateway
 from tests.support.inbox import Inbox
@@ -55,14 +56,16 @@ async def running_worker(
     notifier: Notifier,
     *,
     batch_size: int = 500,
+    catalog: Catalog | None = None,
 ) -> AsyncIterator[Worker]:
-    """A worker in this process with the real workflow and activities, polling `task_queue`."""
+    """A worker in this process with the real workflow and activities, polling `task_queue`;
+    its products are `catalog`'s (the built-in ones when None)."""
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[AccountDeletion],
         activities=activities_for(
-            pool, notifier, code_hasher_for_tests(), purge_batch_size=batch_size
+            pool, notifier, code_hasher_for_tests(), catalog, purge_batch_size=batch_size
         ),
     ) as worker:
         yield worker
@@ -83,10 +86,17 @@ class Stack:
     def __post_init__(self) -> None:
         self.deletions = DeletionClient(self.client, self.pool, self.task_queue)
 
-    def worker(self, *, batch_size: int = 500) -> AbstractAsyncContextManager[Worker]:
+    def worker(
+        self, *, batch_size: int = 500, catalog: Catalog | None = None
+    ) -> AbstractAsyncContextManager[Worker]:
         """A worker with the real activities, delivering to `inbox`, for the `async with`."""
         return running_worker(
-            self.client, self.pool, self.task_queue, self.inbox, batch_size=batch_size
+            self.client,
+            self.pool,
+            self.task_queue,
+            self.inbox,
+            batch_size=batch_size,
+            catalog=catalog,
         )
 
 
@@ -126,6 +136,34 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
         process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "worker.py")],
             env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def product_worker_process(
+    client: Client, product: str, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`account-deletion product-worker <product>`, as a product team runs it: a process of
+    its own on the client's server and namespace, with `env` (its database, batch size)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "product-worker", product],
+            env={
+                **os.environ,
+                "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+                "TEMPORAL_NAMESPACE": client.namespace,
+                "LOG_FORMAT": "text",
+                **env,
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
