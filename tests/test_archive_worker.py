@@ -10,7 +10,9 @@ resumes and counts each row once.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -26,6 +28,7 @@ from kit.archive.seed import TABLES
 from kit.schema import ensure_schema
 from registry.catalog import Catalog, DeclaredProduct
 from registry.products import PRODUCTS
+from tests.conftest import TEST_PAYLOAD_KEYS
 from tests.support import (
     Stack,
     new_account,
@@ -36,8 +39,6 @@ from tests.support import (
     start_and_receive_code,
     wait_for_stage,
 )
-
-pytestmark = pytest.mark.slow
 
 CATALOG = Catalog([DeclaredProduct(name="archive", driver=ProductDriver.WORKER, title="Archive")])
 """The deletion worker's products: the built-in ones and `archive`, as PRODUCTS_FILE declares."""
@@ -81,6 +82,7 @@ async def _held_claims(pool: asyncpg.Pool, account_id: str) -> int:
     )
 
 
+@pytest.mark.slow
 async def test_a_deletion_waits_in_purging_for_the_archive_worker_and_completes_when_it_runs(
     stack: Stack, archive_url: str, tmp_path: Path
 ) -> None:
@@ -107,13 +109,12 @@ async def test_a_deletion_waits_in_purging_for_the_archive_worker_and_completes_
             assert waiting.state is PurgeState.RUNNING and waiting.driver is ProductDriver.WORKER
             assert await _held_claims(stack.pool, account_id) == 3, "identifiers released early"
             assert await _archive_rows(archive, account_id) == seeded, "nothing purged yet"
-            assert (
-                await stack.pool.fetchval(
-                    "select count(*) from product_purges where account_id = $1 and product = 'archive'",
-                    account_id,
-                )
-                == 0
+            recorded = await stack.pool.fetchval(
+                "select count(*) from product_purges where account_id = $1 and product = $2",
+                account_id,
+                "archive",
             )
+            assert recorded == 0, "the archive recorded done before its worker ran"
 
             with product_worker_process(
                 stack.client, "archive", {"ARCHIVE_DATABASE_URL": archive_url}, tmp_path / "log"
@@ -139,6 +140,7 @@ async def test_a_deletion_waits_in_purging_for_the_archive_worker_and_completes_
         await archive.close()
 
 
+@pytest.mark.slow
 async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
     stack: Stack, archive_url: str, tmp_path: Path
 ) -> None:
@@ -186,3 +188,57 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
         assert batches == sum(-(-rows // 25) for rows in seeded.values()), "a batch counted twice"
     finally:
         await archive.close()
+
+
+async def _refusal(*args: str, **changes: str | None) -> tuple[int, str]:
+    """`account-deletion product-worker ...` with the environment `changes` made (None removes
+    a variable), on servers that do not answer."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "ARCHIVE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/archive",
+        "DATA_DIR": "/nonexistent-data-dir",
+        "PAYLOAD_KEYS": os.environ.get("PAYLOAD_KEYS") or TEST_PAYLOAD_KEYS,
+    }
+    env.pop("DATABASE_URL", None)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli",
+        "product-worker",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"ARCHIVE_DATABASE_URL": None}, "ARCHIVE_DATABASE_URL is not set"),
+        ({"PAYLOAD_KEYS": None}, "PAYLOAD_KEYS is not set"),
+        ({"WORKER_METRICS_ADDRESS": "everywhere"}, "WORKER_METRICS_ADDRESS must be"),
+        ({"PURGE_BATCH_SIZE": "0"}, "PURGE_BATCH_SIZE"),
+    ],
+)
+async def test_the_archive_worker_refuses_bad_configuration_in_one_line(
+    changes: dict[str, str | None], named: str
+) -> None:
+    code, output = await _refusal("archive", **changes)
+    assert code == 2, output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
+    assert named in output, output
+
+
+async def test_only_a_bundled_product_has_a_worker_to_run() -> None:
+    code, output = await _refusal("mainframe")
+    assert code == 2 and "invalid choice: 'mainframe'" in output, output
