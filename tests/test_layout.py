@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -132,3 +133,17 @@ def test_every_module_of_activities_defines_activities() -> None:
     for path in sorted((REPO_ROOT / "activities").glob("*.py")):
         if path.name != "__init__.py":
             assert "@activity.defn" in path.read_text(), f"{path.name} defines no activity"
+
+
+def test_the_kit_stands_on_contract_temporalio_and_asyncpg_alone() -> None:
+    """Product teams import `kit` into their own workers: it must not drag in this service
+    (settings, store, registry, activities) nor any other library."""
+    allowed = {"kit", "contract", "temporalio", "asyncpg", *sys.stdlib_module_names}
+    for path in sorted((REPO_ROOT / "kit").rglob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+        assert imported <= allowed, f"{path.relative_to(REPO_ROOT)} imports {imported - allowed}"

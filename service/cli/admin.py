@@ -97,9 +97,26 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from demo import seed_demo
+    from demo.archive import seed_demo_archive
+    from service.embedded import ARCHIVE_DATABASE_NAME, database_beside
+    from store.db import create_pool
 
     async with database(settings) as pool:
         scenarios = await seed_demo(pool)
+        # The example product's data too, when its database is known: ARCHIVE_DATABASE_URL,
+        # or the `archive` database `dev` made beside this one.
+        archive_url = settings.archive_database_url
+        if archive_url is None and await pool.fetchval(
+            "select exists (select 1 from pg_database where datname = $1)", ARCHIVE_DATABASE_NAME
+        ):
+            assert settings.database_url is not None
+            archive_url = database_beside(settings.database_url, ARCHIVE_DATABASE_NAME)
+        if archive_url is not None:
+            archive = await create_pool(archive_url, max_size=2)
+            try:
+                await seed_demo_archive(pool, archive, scenarios)
+            finally:
+                await archive.close()
     if args.json:
         out(json.dumps(scenarios))
     else:
