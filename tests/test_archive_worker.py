@@ -148,7 +148,7 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
     archive = await _archive_pool(archive_url)
     try:
         seeded = await seed_archive(
-            archive, account_id, ArchiveData(vaults=2, objects=50_000, log_lines=2_000)
+            archive, account_id, ArchiveData(vaults=2, objects=80_000, log_lines=2_000)
         )
         total = sum(seeded.values())
         env = {"ARCHIVE_DATABASE_URL": archive_url, "PURGE_BATCH_SIZE": "25"}
@@ -162,8 +162,9 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
                 async with asyncio.timeout(60):
                     while await purged_rows(archive, account_id) == 0:
                         await asyncio.sleep(0.05)
-                # Past its quiet start (a quarter of the heartbeat timeout): it heartbeats.
-                await asyncio.sleep(1.5)
+                # Past its quiet start (a quarter of the heartbeat timeout) and the SDK's
+                # heartbeat throttle (0.8 of the timeout): a heartbeat reached the server.
+                await asyncio.sleep(3.5)
                 first.send_signal(signal.SIGKILL)
                 first.wait(timeout=10)
             at_kill = await settled_purged_rows(archive, account_id)
