@@ -1,5 +1,6 @@
-# One image for every process of the product: the worker (default), the API and the one-shot
-# `migrate` job. docker-compose.yml builds it; `docker build -t account-deletion .` works alone.
+# One image for every process of the product: the worker (default), the API, the one-shot
+# `migrate` job and the example product's worker (`product-worker archive`). docker-compose.yml
+# builds it; `docker build -t account-deletion .` works alone.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,7 +20,8 @@ COPY . /app
 # workflow module again for every run, and without bytecode each import compiles it anew.
 RUN pip install -e /app \
     && python -m compileall -q /app/contract /app/core /app/store /app/accounts /app/registry \
-        /app/activities /app/workflows /app/starter /app/demo /app/service /app/worker.py
+        /app/activities /app/workflows /app/starter /app/demo /app/service /app/kit \
+        /app/worker.py
 
 USER app
 

@@ -14,11 +14,10 @@ from contract.models import (
     PendingTask,
     PrerequisiteReport,
     ProductDriver,
-    TaskCategory,
 )
+from kit.live import live_tasks
 from registry.catalog import Catalog
 from registry.prerequisites import PREREQUISITES
-from registry.products import LiveResource, Product
 
 
 class PrerequisiteActivities:
@@ -32,9 +31,7 @@ class PrerequisiteActivities:
         # One snapshot: the tasks describe the account at one moment.
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
             for product in self._catalog.sql:
-                for live in product.live:
-                    rows = await conn.fetch(live.find_sql, ref.account_id, list(live.live_states))
-                    tasks += (_live_task(product, live, row) for row in rows)
+                tasks += await live_tasks(conn, product, ref.account_id)
             for prerequisite in PREREQUISITES:
                 tasks += map(prerequisite.task, await conn.fetch(prerequisite.sql, ref.account_id))
         activity.logger.info("prerequisite check found %d pending tasks", len(tasks))
@@ -42,13 +39,3 @@ class PrerequisiteActivities:
             pending_tasks=tasks,
             worker_products=[p.name for p in self._catalog.of_driver(ProductDriver.WORKER)],
         )
-
-
-def _live_task(product: Product, live: LiveResource, row: asyncpg.Record) -> PendingTask:
-    return PendingTask(
-        category=TaskCategory.CLOUD_PRODUCT,
-        product=product.name,
-        item=f"{product.title}: {live.noun} {row['label']}",
-        message=f"The {live.noun} {row['label']} is still {row['state']}.",
-        resolution=live.resolution,
-    )

@@ -1,35 +1,61 @@
-"""The purge of one product for one account, generic over the product's declaration.
+"""The purge of the built-in `sql` products, in this service's database, and the record of
+every product purged elsewhere.
 
-Exactly once in effect: each batch is deleted (or anonymised) in the same transaction that
-adds its row count to `purge_progress`, so a crash at any point loses no count and repeats
-no work; the heartbeat carries the table the purge had reached, so a retry resumes there.
+The purge itself is the product kit's engine (`kit.engine`: batches counted in the same
+transaction that purges them, heartbeats, resume, probe), the same one a product team's
+worker runs; this module adds what this database knows: legal holds refuse a purge, and each
+completion is audited.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contract.errors import PURGE_INCOMPLETE, PURGE_REFUSED, UNKNOWN_PRODUCT
+from contract.errors import PURGE_REFUSED, UNKNOWN_PRODUCT
 from contract.models import (
     PlannedProduct,
     ProductReceipt,
     PurgeProductInput,
     RecordPurgeInput,
-    TableReceipt,
 )
+from kit.engine import HEARTBEAT_AFTER, Heartbeat, PurgeEngine
 from registry.catalog import Catalog
-from registry.products import Product, TablePurge
+from registry.products import Product
 from store.audit import audit
+from store.db import Connection
 
-HEARTBEAT_AFTER = timedelta(seconds=1)
-"""A purge heartbeats once it has run this long (and at most a quarter of its heartbeat
-timeout). Each heartbeat is a write to Temporal's persistence: the usual account, each table
-done in a batch or two, finishes sooner and sends none; its retry redoes under a second."""
+
+class _ServiceLedger:
+    """This database's word on a purge: an active legal hold refuses it, and the first
+    completion is audited with the product's rows."""
+
+    async def refusal(self, conn: Connection, product: Product, account_id: str) -> str | None:
+        hold: str | None = await conn.fetchval(
+            """
+            select reason from legal_holds
+            where account_id = $1 and product = $2 and lifted_at is null
+            order by placed_at limit 1
+            """,
+            account_id,
+            product.name,
+        )
+        return hold
+
+    async def completed(
+        self, conn: Connection, request: PurgeProductInput, receipt: ProductReceipt
+    ) -> None:
+        await audit(
+            conn,
+            request.account_id,
+            request.workflow_id,
+            "product_purged",
+            product=receipt.product,
+            rows=receipt.rows,
+        )
 
 
 class PurgeActivities:
@@ -43,8 +69,11 @@ class PurgeActivities:
     ) -> None:
         self._pool = pool
         self._catalog = catalog
-        self._batch_size = batch_size
         self._heartbeat_after = heartbeat_after
+        self._ledger = _ServiceLedger()
+        self._engine = PurgeEngine(
+            pool, self._ledger, batch_size=batch_size, heartbeat_after=heartbeat_after
+        )
 
     @activity.defn
     async def list_products(self) -> list[str]:
@@ -111,41 +140,7 @@ class PurgeActivities:
             raise ApplicationError(
                 f"no product named {request.product}", type=UNKNOWN_PRODUCT, non_retryable=True
             )
-        beat = _Heartbeat(self._heartbeat_after)
-        completed, hold = await self._standing(request)
-        if completed:
-            # A retry after success returns the recorded receipt, even if a hold came since.
-            return await self._complete(request, product)
-        if hold is not None:
-            raise ApplicationError(
-                f"{request.product} refuses to purge: {hold}",
-                type=PURGE_REFUSED,
-                non_retryable=True,
-            )
-        details = activity.info().heartbeat_details
-        start = int(details[0]) if details else 0
-        if start:
-            # Rows written late into a table already passed would block its parent's
-            # delete (foreign key): resume at the first table that still holds rows.
-            left = await self._probe(product, request.account_id)
-            start = next(
-                (i for i, table in enumerate(product.tables[:start]) if table.table in left), start
-            )
-            activity.logger.info("resuming purge of %s at table %d", product.name, start)
-        for _ in range(3):
-            for index, table in enumerate(product.tables):
-                if index >= start:
-                    await self._purge_table(request, table, index, beat)
-            left = await self._probe(product, request.account_id)
-            if not left:
-                return await self._complete(request, product)
-            # Rows appeared after their table was purged (a product writing late, though the
-            # account is frozen): go over the tables again.
-            start = 0
-        raise ApplicationError(
-            f"{product.name}: rows keep appearing in {', '.join(sorted(left))}",
-            type=PURGE_INCOMPLETE,
-        )
+        return await self._engine.purge(product, request)
 
     async def purge_late_rows(self, account_id: str, workflow_id: str) -> dict[str, int]:
         """Purges again every product whose purge finished but that holds rows of the account
@@ -163,32 +158,25 @@ class PurgeActivities:
                 "select product from product_purges where account_id = $1", account_id
             )
         }
-        beat = _Heartbeat(self._heartbeat_after)
+        beat = Heartbeat(self._heartbeat_after)
         purged: dict[str, int] = {}
         for product in self._catalog.sql:
-            if product.name not in finished or not await self._probe(product, account_id):
+            if product.name not in finished or not await self._engine.probe(product, account_id):
                 continue
-            request = PurgeProductInput(
-                account_id=account_id, workflow_id=workflow_id, product=product.name
-            )
-            _, hold = await self._standing(request)
+            async with self._pool.acquire() as conn:
+                hold = await self._ledger.refusal(conn, product, account_id)
             if hold is not None:
                 raise ApplicationError(
                     f"{product.name} holds rows written after its purge, but refuses: {hold}",
                     type=PURGE_REFUSED,
                 )
-            before = await self._rows_counted(account_id, product.name)
-            for _ in range(3):
-                for index, table in enumerate(product.tables):
-                    await self._purge_table(request, table, index, beat)
-                if not (left := await self._probe(product, account_id)):
-                    break
-            else:
-                raise ApplicationError(
-                    f"{product.name}: rows keep appearing in {', '.join(sorted(left))}",
-                    type=PURGE_INCOMPLETE,
-                )
-            purged[product.name] = await self._rows_counted(account_id, product.name) - before
+            request = PurgeProductInput(
+                account_id=account_id, workflow_id=workflow_id, product=product.name
+            )
+            before = await self._engine.rows_counted(account_id, product.name)
+            await self._engine.purge_tables(product, request, beat)
+            after = await self._engine.rows_counted(account_id, product.name)
+            purged[product.name] = after - before
             async with self._pool.acquire() as conn:
                 await audit(
                     conn,
@@ -202,126 +190,3 @@ class PurgeActivities:
                 "purged %s again: %d late rows", product.name, purged[product.name]
             )
         return purged
-
-    async def _rows_counted(self, account_id: str, product: str) -> int:
-        return int(
-            await self._pool.fetchval(
-                "select coalesce(sum(rows), 0) from purge_progress"
-                " where account_id = $1 and product = $2",
-                account_id,
-                product,
-            )
-        )
-
-    async def _probe(self, product: Product, account_id: str) -> dict[str, int]:
-        """Read-only: what of the account is still in the product's tables."""
-        counts = await self._pool.fetchrow(product.probe_sql, account_id)
-        assert counts is not None
-        return {name: int(count) for name, count in counts.items() if count}
-
-    async def _standing(self, request: PurgeProductInput) -> tuple[bool, str | None]:
-        """Whether the product's purge already completed, and the reason of a hold on it."""
-        row = await self._pool.fetchrow(
-            """
-            select exists (
-                       select 1 from product_purges where account_id = $1 and product = $2
-                   ) as completed,
-                   (select reason from legal_holds
-                    where account_id = $1 and product = $2 and lifted_at is null
-                    order by placed_at limit 1) as hold
-            """,
-            request.account_id,
-            request.product,
-        )
-        assert row is not None
-        return bool(row["completed"]), row["hold"]
-
-    async def _purge_table(
-        self, request: PurgeProductInput, table: TablePurge, index: int, beat: _Heartbeat
-    ) -> None:
-        last: object = None  # the last key purged: the next batch starts after it
-        progress = (request.product, table.table, table.method.value)
-        while True:
-            if last is None:
-                batch = await self._pool.fetchrow(
-                    table.batch_sql, request.account_id, self._batch_size, *progress
-                )
-            else:
-                batch = await self._pool.fetchrow(
-                    table.next_batch_sql, request.account_id, self._batch_size, *progress, last
-                )
-            assert batch is not None
-            rows = int(batch["rows"])
-            if rows:
-                last = batch["last"]
-            beat(index)
-            if rows < self._batch_size:
-                return
-
-    async def _complete(self, request: PurgeProductInput, product: Product) -> ProductReceipt:
-        """Records completion once (the probe found nothing left) and builds the receipt."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                """
-                insert into product_purges (account_id, product, workflow_id, verified_clean)
-                values ($1, $2, $3, true)
-                on conflict (account_id, product) do nothing
-                returning completed_at
-                """,
-                request.account_id,
-                product.name,
-                request.workflow_id,
-            )
-            counts = {
-                row["table_name"]: row["rows"]
-                for row in await conn.fetch(
-                    "select table_name, rows from purge_progress "
-                    "where account_id = $1 and product = $2",
-                    request.account_id,
-                    product.name,
-                )
-            }
-            receipt = ProductReceipt(
-                product=product.name,
-                tables=[
-                    TableReceipt(
-                        table=table.table,
-                        method=table.method.value,
-                        rows=counts.get(table.table, 0),
-                    )
-                    for table in product.tables
-                ],
-                completed_at=inserted
-                or await conn.fetchval(
-                    "select completed_at from product_purges"
-                    " where account_id = $1 and product = $2",
-                    request.account_id,
-                    product.name,
-                ),
-                verified_clean=True,
-            )
-            if inserted:
-                await audit(
-                    conn,
-                    request.account_id,
-                    request.workflow_id,
-                    "product_purged",
-                    product=product.name,
-                    rows=receipt.rows,
-                )
-        activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
-        return receipt
-
-
-class _Heartbeat:
-    """Heartbeats the table reached, once the attempt has run past its quiet start."""
-
-    def __init__(self, quiet: timedelta) -> None:
-        timeout = activity.info().heartbeat_timeout
-        if timeout is not None:
-            quiet = min(quiet, timeout / 4)
-        self._from = time.monotonic() + quiet.total_seconds()
-
-    def __call__(self, table_index: int) -> None:
-        if time.monotonic() >= self._from:
-            activity.heartbeat(table_index)

@@ -4,144 +4,28 @@ Adding a product is adding a declaration here: the prerequisite check, the purge
 post-purge probe are generic over these declarations. `tests/test_products.py` fails when a
 table referencing an account is covered by no declaration (the under-deletion check).
 
-SQL text is composed here, and only here, from these constant declarations (identifiers are
-checked against a strict pattern at import); every value is a bind parameter.
+The declarations (`TablePurge`, `LiveResource`, `PurgeMethod`) are the product kit's
+(`kit.declarations`), which composes their SQL from checked identifiers; every value is a
+bind parameter.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from enum import StrEnum
+from kit.declarations import KitProduct, LiveResource, PurgeMethod, TablePurge
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+__all__ = [
+    "PRODUCTS",
+    "PRODUCTS_BY_NAME",
+    "RETAINED_TABLES",
+    "LiveResource",
+    "Product",
+    "PurgeMethod",
+    "TablePurge",
+]
 
-
-def _identifier(name: str) -> str:
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"not a plain SQL identifier: {name!r}")
-    return name
-
-
-class PurgeMethod(StrEnum):
-    DELETE = "delete"
-    ANONYMISE = "anonymise"
-    """Keep the record (the law requires it) but clear what identifies the person."""
-
-
-@dataclass(frozen=True)
-class LiveResource:
-    """Rows of `table` in one of `live_states` are resources in use: they block deletion."""
-
-    table: str
-    noun: str
-    """How a user calls one: `compute instance`."""
-    label_sql: str
-    """An SQL expression over the row naming it, e.g. `name || ' (' || region || ')'`."""
-    live_states: tuple[str, ...]
-    resolution: str
-
-    @property
-    def find_sql(self) -> str:
-        table = _identifier(self.table)
-        return (
-            f"select {self.label_sql} as label, state from {table} "
-            "where account_id = $1 and state = any($2::text[]) order by 1"
-        )
-
-
-@dataclass(frozen=True)
-class TablePurge:
-    table: str
-    key: str
-    """A column unique among the account's rows: batches are taken in its order."""
-    method: PurgeMethod = PurgeMethod.DELETE
-    cleared: tuple[str, ...] = ()
-    """For ANONYMISE: the columns set to null. The table must have `anonymised_at`."""
-
-    def __post_init__(self) -> None:
-        _identifier(self.table)
-        _identifier(self.key)
-        for column in self.cleared:
-            _identifier(column)
-        if (self.method is PurgeMethod.ANONYMISE) != bool(self.cleared):
-            raise ValueError(f"{self.table}: anonymise needs the columns it clears, delete none")
-
-    @property
-    def _remaining(self) -> str:
-        if self.method is PurgeMethod.DELETE:
-            return "account_id = $1"
-        return "account_id = $1 and anonymised_at is null"
-
-    @property
-    def batch_sql(self) -> str:
-        """Purges the first $2 rows of account $1 in key order and adds their count to the
-        account's `purge_progress` row of product $3, table $4, method $5, in one statement
-        (one transaction: counted if and only if purged). One row: `rows` and `last` (the last
-        key purged, where the next batch starts)."""
-        return self._batch(after_last=False)
-
-    @property
-    def next_batch_sql(self) -> str:
-        """The same for the next $2 rows, those with a key above $6."""
-        return self._batch(after_last=True)
-
-    def _batch(self, *, after_last: bool) -> str:
-        # Keyset batches: a batch is the range of keys from where the last one ended up to the
-        # $2-th row after it, purged with one range scan of the (account_id, key) index. It
-        # never walks the entries of rows already purged (dead until vacuumed), so the
-        # thousandth batch costs what the first did.
-        rows = f"{self._remaining} and {self.key} > $6" if after_last else self._remaining
-        bound = (
-            f"select {self.key} as upper from (select {self.key} from {self.table} "
-            f"where {rows} order by {self.key} limit $2) chosen order by {self.key} desc limit 1"
-        )
-        in_range = f"where {rows} and {self.key} <= (select upper from bound)"
-        if self.method is PurgeMethod.DELETE:
-            change = f"delete from {self.table} {in_range}"
-        else:
-            cleared = ", ".join(f"{column} = null" for column in self.cleared)
-            change = f"update {self.table} set {cleared}, anonymised_at = now() {in_range}"
-        # A data-modifying CTE runs to completion whether or not the query reads it.
-        counted = (
-            "insert into purge_progress (account_id, product, table_name, method, rows, batches)"
-            " select $1, $3::text, $4::text, $5::text, n, 1 from tally where n > 0"
-            " on conflict (account_id, product, table_name) do update"
-            " set rows = purge_progress.rows + excluded.rows,"
-            " batches = purge_progress.batches + 1, updated_at = now()"
-        )
-        return (
-            f"with bound as ({bound}), purged as ({change} returning 1), "
-            f"tally as (select count(*) as n from purged), counted as ({counted}) "
-            "select (select n from tally) as rows, (select upper from bound) as last"
-        )
-
-    @property
-    def probe_sql(self) -> str:
-        """Counts what of account $1 is still here that the purge should have removed."""
-        if self.method is PurgeMethod.DELETE:
-            return f"select count(*) from {self.table} where account_id = $1"
-        still_set = " or ".join(f"{column} is not null" for column in self.cleared)
-        return (
-            f"select count(*) from {self.table} "
-            f"where account_id = $1 and (anonymised_at is null or {still_set})"
-        )
-
-
-@dataclass(frozen=True)
-class Product:
-    name: str
-    title: str
-    tables: tuple[TablePurge, ...]
-    """In purge order: children before the rows they reference."""
-    live: tuple[LiveResource, ...] = field(default=())
-
-    @property
-    def probe_sql(self) -> str:
-        """Every table's probe for account $1 in one statement (one snapshot, one round trip):
-        one row, a count per table, named by the table."""
-        counts = ", ".join(f"({table.probe_sql}) as {table.table}" for table in self.tables)
-        return f"select {counts}"
+Product = KitProduct
+"""A built-in product is declared as a product team declares theirs (`kit`): its tables are
+in this service's database, purged by the same engine."""
 
 
 PRODUCTS: tuple[Product, ...] = (

@@ -3,7 +3,8 @@
 Starts (unless TEMPORAL_ADDRESS / DATABASE_URL point elsewhere) a Temporal dev server with
 its Web UI and an embedded PostgreSQL, both keeping their data under DATA_DIR; applies the
 migrations, loads the demo accounts, then runs the worker and the API in this process until
-Ctrl-C, and stops everything it started.
+Ctrl-C, and stops everything it started. The example product `archive` (driver `worker`,
+declared in dev's own products file) runs as a process of its own on its own database.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -115,10 +117,15 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
             update["temporal_address"] = temporal.address
             ui_url = temporal.ui_url
         settings = settings.model_copy(update=update)
+        settings, archive_url = _product_worker(settings, stack)
         try:
             asyncio.run(
                 _serve(
-                    settings, load_demo=load_demo, ui_url=ui_url, ui_codec_secret=ui_codec_secret
+                    settings,
+                    load_demo=load_demo,
+                    ui_url=ui_url,
+                    ui_codec_secret=ui_codec_secret,
+                    archive_url=archive_url,
                 )
             )
         except KeyboardInterrupt:
@@ -126,6 +133,71 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
         sys.stderr.write("stopping ...\n")
     sys.stderr.write("stopped; data kept in " + str(settings.data_dir) + "\n")
     return 0
+
+
+DEV_PRODUCTS = """\
+# Written by `account-deletion dev` (PRODUCTS_FILE unset): the products beyond the built-in
+# ones. `archive` is the kit's example product; dev runs its worker as a process of its own.
+[[product]]
+name = "archive"
+driver = "worker"
+title = "Archive Storage"
+"""
+
+
+def _product_worker(settings: Settings, stack: ExitStack) -> tuple[Settings, str | None]:
+    """Starts `account-deletion product-worker archive` when the products file (dev's own,
+    unless PRODUCTS_FILE is set) declares `archive` with driver worker. Returns the settings
+    with that file, and the archive's database URL (None when it is not declared). The
+    process stops with dev (and if dev dies: SIGTERM)."""
+    from contract.models import ProductDriver
+    from registry.catalog import load_catalog
+    from service.embedded import archive_database_url
+
+    if settings.products_file is None:
+        path = settings.data_dir / "products.toml"
+        path.write_text(DEV_PRODUCTS)
+        settings = settings.model_copy(update={"products_file": path})
+    archive = load_catalog(settings.products_file).declared_product("archive")
+    if archive is None or archive.driver is not ProductDriver.WORKER:
+        return settings, None
+    url = asyncio.run(archive_database_url(settings))
+    assert settings.temporal_address is not None and settings.payload_keys is not None
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "ARCHIVE_DATABASE_URL": url,
+        "PAYLOAD_KEYS": settings.payload_keys.get_secret_value(),
+        "DATA_DIR": str(settings.data_dir),
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
+        "WORKER_METRICS_ADDRESS": "off",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "product-worker", "archive"],
+        env=env,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    stack.callback(stop)
+    return settings, url
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when dev dies, even by SIGKILL (Linux prctl)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 async def _connect(settings: Settings) -> Client:
@@ -142,9 +214,15 @@ async def _connect(settings: Settings) -> Client:
 
 
 async def _serve(
-    settings: Settings, *, load_demo: bool, ui_url: str | None, ui_codec_secret: str | None
+    settings: Settings,
+    *,
+    load_demo: bool,
+    ui_url: str | None,
+    ui_codec_secret: str | None,
+    archive_url: str | None,
 ) -> None:
     from demo import seed_demo
+    from demo.archive import seed_demo_archive
     from service.api import create_app
     from store.db import create_pool, migrate, wait_for_database
     from worker import build_worker, make_notifier
@@ -158,6 +236,12 @@ async def _serve(
         if applied:
             logger.info("applied migrations: %s", ", ".join(applied))
         demo = await seed_demo(pool) if load_demo else {}
+        if demo and archive_url is not None:
+            archive = await create_pool(archive_url, max_size=2)
+            try:
+                await seed_demo_archive(pool, archive, demo)
+            finally:
+                await archive.close()
         client = await _connect(settings)
         # `dev` alone may use the log notifier: its console is the user's inbox.
         worker = build_worker(client, pool, make_notifier(settings, allow_log=True), settings)
@@ -166,13 +250,13 @@ async def _serve(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )
         async with worker:
-            _banner(settings, ui_url, demo)
+            _banner(settings, ui_url, demo, archive=archive_url is not None)
             await server.serve()
     finally:
         await pool.close()
 
 
-def _banner(settings: Settings, ui_url: str | None, demo: dict[str, str]) -> None:
+def _banner(settings: Settings, ui_url: str | None, demo: dict[str, str], *, archive: bool) -> None:
     base = settings.base_url()
     lines = [
         "",
@@ -183,8 +267,11 @@ def _banner(settings: Settings, ui_url: str | None, demo: dict[str, str]) -> Non
         f"  API token          {settings.api_token}",
         "  verification page  returned as verification_url when a deletion starts",
         "  codes              shown below as [dev inbox] messages",
+        f"  products file      {settings.products_file}",
         "",
     ]
+    if archive:
+        lines.insert(-1, "  product workers    archive (account-deletion product-worker archive)")
     if demo:
         lines.append("  demo accounts:")
         lines += [f"    {name:<11} {account_id}" for name, account_id in demo.items()]

@@ -13,11 +13,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
 
-from core.config import Settings
+from core.config import ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ SEARCH_ATTRIBUTES = {
 """Registered on every Temporal server the product uses (docker-compose does the same)."""
 
 DATABASE_NAME = "account_deletion"
+ARCHIVE_DATABASE_NAME = "archive"
+"""The example product `archive`'s own database when ARCHIVE_DATABASE_URL is unset."""
 API_TOKEN_FILE = "api-token"
 """Under DATA_DIR: the dev stack's API_TOKEN when the environment sets none."""
 PAYLOAD_KEYS_FILE = "payload-keys"
@@ -97,6 +100,35 @@ async def ensure_database(admin_dsn: str, name: str) -> None:
             await conn.execute(f"create database {quoted}")
     finally:
         await conn.close()
+
+
+def database_beside(dsn: str, name: str) -> str:
+    """The same server and credentials, database `name`."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def archive_database_url(settings: Settings) -> str:
+    """ARCHIVE_DATABASE_URL; unset, the database `archive` (created if missing) on the server
+    of DATABASE_URL when it is set (`dev` sets it), else on the embedded PostgreSQL."""
+    if settings.archive_database_url:
+        return settings.archive_database_url
+    server = settings.database_url
+    if server is None:
+        socket_dir = embedded_socket_dir(settings.data_dir / "postgres")
+        if socket_dir is None:
+            raise ConfigurationError(
+                "ARCHIVE_DATABASE_URL is not set and the embedded PostgreSQL is not running: "
+                "set ARCHIVE_DATABASE_URL, or start `account-deletion dev` first"
+            )
+        server = f"postgresql://postgres@/{DATABASE_NAME}?host={socket_dir}"
+    try:
+        await ensure_database(server, ARCHIVE_DATABASE_NAME)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise ConfigurationError(
+            f"ARCHIVE_DATABASE_URL is not set and the database {ARCHIVE_DATABASE_NAME!r} cannot "
+            f"be created beside the deletion service's ({type(error).__name__}): set it"
+        ) from None
+    return database_beside(server, ARCHIVE_DATABASE_NAME)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -234,13 +266,14 @@ def postmaster_pid(pgdata: Path) -> int | None:
     return None if lines is None else int(lines[0])
 
 
-def embedded_defaults(settings: Settings) -> Settings:
+def embedded_defaults(settings: Settings, *, database: bool = True) -> Settings:
     """Fills unset TEMPORAL_ADDRESS / DATABASE_URL (and API_TOKEN / PAYLOAD_KEYS, from the
-    files `dev` keeps under DATA_DIR) with the stack that `dev` runs."""
+    files `dev` keeps under DATA_DIR) with the stack that `dev` runs; DATABASE_URL only when
+    `database` (a product's worker has a database of its own)."""
     update: dict[str, object] = {}
     if settings.temporal_address is None:
         update["temporal_address"] = f"127.0.0.1:{settings.temporal_dev_port}"
-    if settings.database_url is None:
+    if database and settings.database_url is None:
         socket_dir = embedded_socket_dir(settings.data_dir / "postgres")
         if socket_dir is None:
             raise RuntimeError(

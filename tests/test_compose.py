@@ -21,9 +21,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from contract.models import ProductDriver
 from core.config import Settings
+from registry.catalog import load_catalog
 from service.cli.parser import build_parser
-from service.embedded import DATABASE_NAME, SEARCH_ATTRIBUTES
+from service.embedded import ARCHIVE_DATABASE_NAME, DATABASE_NAME, SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -32,6 +34,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 PRODUCT_SERVICES = {"migrate": "migrate", "worker": "worker", "api": "api"}
 """The services built from the repository, and the subcommand each one runs."""
+PRODUCT_WORKERS = {"archive-worker": "archive"}
+"""Services that run a product team's purge worker (`product-worker <product>`), by product."""
 TEMPORAL_NAMESPACE_JOB = "temporal-create-namespace"
 OFFICIAL_IMAGE = re.compile(
     r"^(?P<repo>postgres|temporalio/server|temporalio/admin-tools|temporalio/ui)"
@@ -313,6 +317,71 @@ def test_database_url_is_the_product_database_on_the_compose_postgresql(
         )
 
 
+# --- products beyond this database -----------------------------------------------------------
+
+
+def _mounted(service: Service, target: str) -> Path:
+    """The repository file a service's bind mount puts at `target`."""
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if rest.split(":")[0] == target:
+            return (ROOT / source).resolve()
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def test_the_worker_reads_a_products_file_declaring_each_product_worker(
+    compose: dict[str, Any],
+) -> None:
+    worker = services(compose)["worker"]
+    path = default_value(environment(worker)["PRODUCTS_FILE"])
+    assert path is not None
+    catalog = load_catalog(_mounted(worker, path))  # the deployed file holds together
+    for name, product in PRODUCT_WORKERS.items():
+        declared = catalog.declared_product(product)
+        assert declared is not None, f"{name} serves {product}, which the worker never plans"
+        assert declared.driver is ProductDriver.WORKER, product
+
+
+def test_each_product_worker_runs_the_cli_verb_on_its_own_database(
+    compose: dict[str, Any],
+) -> None:
+    init_scripts = "\n".join(
+        path.read_text() for path in sorted((ROOT / "deploy" / "postgres-init").glob("*"))
+    ).lower()
+    job = environment(services(compose)[TEMPORAL_NAMESPACE_JOB])
+    for name, product in PRODUCT_WORKERS.items():
+        service = services(compose)[name]
+        args = build_parser().parse_args(command(service)[1:])
+        assert (args.command, args.product) == ("product-worker", product), name
+        assert "build" in service, f"{name} is not built from the Dockerfile"
+        env = environment(service)
+        assert set(env) <= settings_env_names(), f"{name} sets what Settings does not read"
+        assert "DATABASE_URL" not in env, f"{name} must not reach the deletion service's database"
+        assert env["TEMPORAL_NAMESPACE"] == job["NAMESPACE"], name
+        assert env["TEMPORAL_ADDRESS"] == job["TEMPORAL_ADDRESS"], name
+        assert default_value(env["PAYLOAD_KEYS"]) is None, "PAYLOAD_KEYS must be required"
+        url = urlsplit(str(default_value(env["ARCHIVE_DATABASE_URL"])))
+        assert url.hostname in services(compose) and url.path == f"/{ARCHIVE_DATABASE_NAME}"
+        assert f"create database {ARCHIVE_DATABASE_NAME} owner {url.username}" in init_scripts
+        assert (
+            url.username
+            != urlsplit(
+                str(default_value(environment(services(compose)["worker"])["DATABASE_URL"]))
+            ).username
+        ), "the product's database has a role of its own"
+        values = {k.lower(): default_value(v) or "set-by-the-operator" for k, v in env.items()}
+        Settings.model_validate(values)
+        conditions = depends_on(service)
+        assert conditions.get(TEMPORAL_NAMESPACE_JOB) == ONE_SHOT_CONDITION, name
+        assert conditions.get("postgresql") == "service_healthy", name
+        grace = re.fullmatch(r"(\d+)s", str(service.get("stop_grace_period", "10s")))
+        assert grace is not None and int(grace.group(1)) > float(
+            str(default_value(env.get("WORKER_SHUTDOWN_SECONDS", "30")))
+        ), f"docker would SIGKILL {name} mid-shutdown"
+        assert "9464/metrics" in " ".join(map(str, service["healthcheck"]["test"]))
+        assert env["WORKER_METRICS_ADDRESS"].endswith(":9464"), name
+
+
 # --- Temporal --------------------------------------------------------------------------------
 
 
@@ -464,7 +533,9 @@ def test_every_dependency_condition_can_be_met(compose: dict[str, Any]) -> None:
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
     all_services = services(compose)
     long_running = set(all_services) - one_shot_services(all_services)
-    assert {"postgresql", "temporal", "temporal-ui", "worker", "api"} <= long_running
+    assert {"postgresql", "temporal", "temporal-ui", "worker", "api", *PRODUCT_WORKERS} <= (
+        long_running
+    )
     for name in long_running:
         check = all_services[name].get("healthcheck")
         assert check and not check.get("disable") and check.get("test"), name

@@ -175,6 +175,15 @@ async def test_dev_runs_the_whole_product_and_keeps_its_data(tmp_path: Path) -> 
         await until_stage(env, clean, "DELETED")
         receipt = json.loads((await cli(env, "receipt", clean))[1])
         assert receipt["outcome"] == "DELETED" and receipt["requested_by"] == "ops-jane"
+        # The example product's worker, a process of its own, purged the demo archive data.
+        (archive,) = [p for p in receipt["products"] if p["product"] == "archive"]
+        assert archive["driver"] == "worker" and archive["verified_clean"]
+        assert {t["table"]: t["rows"] for t in archive["tables"]} == {
+            "archive_access_log": 10,
+            "archive_retrieval_jobs": 2,
+            "archive_objects": 40,
+            "archive_vaults": 2,
+        }
         assert (await cli(env, "status", "acct-doesnotexist"))[0] == 3
 
         assert await console.stop() == 0

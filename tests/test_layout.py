@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -26,10 +27,13 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"demo"}),
     frozenset({"accounts", "registry"}),
     frozenset({"store"}),
+    frozenset({"kit"}),
     frozenset({"core", "contract"}),
 )
 """Top down. `demo` sits above `accounts` (it registers its accounts) and below everything
-that runs it; `core` (settings, payload codec, logging) and `contract` are the ground."""
+that runs it; `kit` (the product kit: declarations and the purge engine, which product teams
+import) stands on `contract` alone, under everything of this service that uses it; `core`
+(settings, payload codec, logging) and `contract` are the ground."""
 
 PACKAGES = frozenset().union(*LAYERS)
 LAYER_OF = {package: index for index, layer in enumerate(LAYERS) for package in layer}
@@ -129,3 +133,17 @@ def test_every_module_of_activities_defines_activities() -> None:
     for path in sorted((REPO_ROOT / "activities").glob("*.py")):
         if path.name != "__init__.py":
             assert "@activity.defn" in path.read_text(), f"{path.name} defines no activity"
+
+
+def test_the_kit_stands_on_contract_temporalio_and_asyncpg_alone() -> None:
+    """Product teams import `kit` into their own workers: it must not drag in this service
+    (settings, store, registry, activities) nor any other library."""
+    allowed = {"kit", "contract", "temporalio", "asyncpg", *sys.stdlib_module_names}
+    for path in sorted((REPO_ROOT / "kit").rglob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+        assert imported <= allowed, f"{path.relative_to(REPO_ROOT)} imports {imported - allowed}"

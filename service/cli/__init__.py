@@ -55,14 +55,16 @@ def _run(args: argparse.Namespace) -> int:
 
     # JSON for the long-running processes whose logs a collector reads; text for people.
     configure_logging(
-        settings, default_format="json" if args.command in ("worker", "api") else "text"
+        settings,
+        default_format="json" if args.command in ("worker", "product-worker", "api") else "text",
     )
     command: str = args.command
     if command != "dev":
         from service.embedded import embedded_defaults
 
         try:
-            settings = embedded_defaults(settings)
+            # A product's worker has a database of its own, never this service's.
+            settings = embedded_defaults(settings, database=command != "product-worker")
         except RuntimeError as error:
             err(str(error))
             return EXIT_REFUSED
@@ -70,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         return admin.dev(settings, args)
     if command == "worker":
         return admin.worker(settings)
+    if command == "product-worker":
+        return admin.product_worker(settings, args.product)
     if command == "api":
         return admin.serve_api(settings, args.host, args.port)
     handler = _COMMANDS[command]

@@ -1,5 +1,5 @@
-"""The commands that run or prepare the product: `dev`, `worker`, `api`, `migrate`, `seed-demo`
-and `register`."""
+"""The commands that run or prepare the product: `dev`, `worker`, `product-worker`, `api`,
+`migrate`, `seed-demo` and `register`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,35 @@ def worker(settings: Settings) -> int:
 
     asyncio.run(run_worker(settings))
     return 0
+
+
+def product_worker(settings: Settings, product: str) -> int:
+    """A bundled example product's worker (`archive`), until SIGTERM/SIGINT."""
+    asyncio.run(_product_worker(settings, product))
+    return 0
+
+
+async def _product_worker(settings: Settings, product: str) -> None:
+    from datetime import timedelta
+
+    from core.codec import data_converter
+    from core.observability import metrics_bind_address, sdk_runtime
+    from kit.archive import NAME, run_archive_worker
+    from service.embedded import archive_database_url
+    from starter.client import connect
+
+    assert product == NAME, product  # the parser offers the bundled products only
+    # Every setting is checked before anything connects: a bad one is one line, exit 2.
+    data_converter(settings)
+    metrics_address = metrics_bind_address(settings)
+    database_url = await archive_database_url(settings)
+    client = await connect(settings, sdk_runtime(metrics_address))
+    await run_archive_worker(
+        client,
+        database_url,
+        batch_size=settings.purge_batch_size,
+        shutdown=timedelta(seconds=settings.worker_shutdown_seconds),
+    )
 
 
 def serve_api(settings: Settings, host: str | None, port: int | None) -> int:
@@ -68,9 +97,26 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> int:
     from demo import seed_demo
+    from demo.archive import seed_demo_archive
+    from service.embedded import ARCHIVE_DATABASE_NAME, database_beside
+    from store.db import create_pool
 
     async with database(settings) as pool:
         scenarios = await seed_demo(pool)
+        # The example product's data too, when its database is known: ARCHIVE_DATABASE_URL,
+        # or the `archive` database `dev` made beside this one.
+        archive_url = settings.archive_database_url
+        if archive_url is None and await pool.fetchval(
+            "select exists (select 1 from pg_database where datname = $1)", ARCHIVE_DATABASE_NAME
+        ):
+            assert settings.database_url is not None
+            archive_url = database_beside(settings.database_url, ARCHIVE_DATABASE_NAME)
+        if archive_url is not None:
+            archive = await create_pool(archive_url, max_size=2)
+            try:
+                await seed_demo_archive(pool, archive, scenarios)
+            finally:
+                await archive.close()
     if args.json:
         out(json.dumps(scenarios))
     else:

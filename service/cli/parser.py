@@ -19,6 +19,9 @@ from contract.names import (
     REQUESTER_PATTERN,
 )
 
+BUNDLED_PRODUCTS = ("archive",)
+"""The example products built with the kit that `product-worker` runs (`kit/archive`)."""
+
 if TYPE_CHECKING:
     from contract.stages import Stage
 
@@ -35,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--no-demo", action="store_true", help="do not load the demo accounts")
     commands.add_parser("worker", help="run a worker on the task queue")
+    product_worker = commands.add_parser(
+        "product-worker",
+        help="run the purge worker of a bundled example product (its own database)",
+        description="The worker a product team runs (driver `worker`): the product's purge and "
+        "live-resource check on task queue account-deletion-product-<name>, against the "
+        "product's own database (archive: ARCHIVE_DATABASE_URL, unset: the database `archive` "
+        "of the embedded PostgreSQL).",
+    )
+    product_worker.add_argument("product", choices=BUNDLED_PRODUCTS)
     api = commands.add_parser("api", help="serve the HTTP API and the verification page")
     api.add_argument("--host", default=None, help="bind address (env API_HOST)")
     api.add_argument("--port", type=int, default=None, help="port (env API_PORT)")

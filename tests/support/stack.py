@@ -148,6 +148,34 @@ def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
             process.wait(timeout=30)
 
 
+@contextmanager
+def product_worker_process(
+    client: Client, product: str, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`account-deletion product-worker <product>`, as a product team runs it: a process of
+    its own on the client's server and namespace, with `env` (its database, batch size)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "product-worker", product],
+            env={
+                **os.environ,
+                "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+                "TEMPORAL_NAMESPACE": client.namespace,
+                "LOG_FORMAT": "text",
+                **env,
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @asynccontextmanager
 async def in_process_api(
     app: FastAPI, *, client_address: tuple[str, int] | None = None

@@ -1,0 +1,259 @@
+"""The purge of one product for one account, generic over its declaration (`KitProduct`): the
+same engine purges the built-in `sql` products in the deletion service's database and a
+`worker` product in the product team's own.
+
+Exactly once in effect: each batch is deleted (or anonymised) in the same transaction that
+adds its row count to `purge_progress`, so a crash at any point loses no count and repeats no
+work; the heartbeat carries the table the purge had reached, so a retry resumes there. After
+the tables, a read-only probe confirms that nothing of the account is left, and
+`product_purges` records the completion once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Protocol
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contract.errors import PURGE_INCOMPLETE, PURGE_REFUSED
+from contract.models import ProductDriver, ProductReceipt, PurgeProductInput, TableReceipt
+from kit.declarations import (
+    PROGRESS_UPSERT,
+    Connection,
+    CustomPurge,
+    KitProduct,
+    PurgeStep,
+    TablePurge,
+)
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_AFTER = timedelta(seconds=1)
+"""A purge heartbeats once it has run this long (and at most a quarter of its heartbeat
+timeout). Each heartbeat is a write to Temporal's persistence: the usual account, each table
+done in a batch or two, finishes sooner and sends none; its retry redoes under a second."""
+
+PASSES = 3
+"""Passes over the tables before rows that keep appearing fail the purge (retried)."""
+
+_COUNT_CUSTOM = f"with tally as (select $2::bigint as n) {PROGRESS_UPSERT}"
+"""Adds a custom batch's count $2 to the progress of account $1 (product $3, table $4, $5)."""
+
+
+class Ledger(Protocol):
+    """What the database around a product adds to its purge: why it may refuse to start, and
+    what else the first completion records (in the same transaction)."""
+
+    async def refusal(self, conn: Connection, product: KitProduct, account_id: str) -> str | None:
+        """Why the product must not be purged now (a legal hold, live resources), or None."""
+        ...
+
+    async def completed(
+        self, conn: Connection, request: PurgeProductInput, receipt: ProductReceipt
+    ) -> None:
+        """Called once, in the transaction that records the completion."""
+        ...
+
+
+class PurgeEngine:
+    """Purges products in the database of `pool`, which holds their tables and the kit's
+    bookkeeping (`purge_progress`, `product_purges`)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ledger: Ledger,
+        *,
+        driver: ProductDriver = ProductDriver.SQL,
+        batch_size: int = 5000,
+        heartbeat_after: timedelta = HEARTBEAT_AFTER,
+    ) -> None:
+        self._pool = pool
+        self._ledger = ledger
+        self._driver = driver
+        self._batch_size = batch_size
+        self._heartbeat_after = heartbeat_after
+
+    async def purge(self, product: KitProduct, request: PurgeProductInput) -> ProductReceipt:
+        """The activity's body: refuses (non-retryable PurgeRefused) while the ledger says so,
+        resumes from the last heartbeat, purges every table, probes, records the completion.
+        A repeat after success returns the recorded receipt and changes nothing."""
+        beat = Heartbeat(self._heartbeat_after)
+        async with self._pool.acquire() as conn:
+            if await self.completed_at(conn, request.account_id, product.name) is not None:
+                return await self._complete(request, product)
+            refusal = await self._ledger.refusal(conn, product, request.account_id)
+        if refusal is not None:
+            raise ApplicationError(
+                f"{product.name} refuses to purge: {refusal}",
+                type=PURGE_REFUSED,
+                non_retryable=True,
+            )
+        details = activity.info().heartbeat_details
+        start = int(details[0]) if details else 0
+        if start:
+            # Rows written late into a table already passed would block its parent's
+            # delete (foreign key): resume at the first table that still holds rows.
+            left = await self.probe(product, request.account_id)
+            passed = product.steps[:start]
+            start = next((i for i, t in enumerate(passed) if t.table in left), start)
+            activity.logger.info("resuming purge of %s at table %d", product.name, start)
+        await self.purge_tables(product, request, beat, start=start)
+        return await self._complete(request, product)
+
+    async def purge_tables(
+        self,
+        product: KitProduct,
+        request: PurgeProductInput,
+        beat: Heartbeat,
+        *,
+        start: int = 0,
+    ) -> None:
+        """Every table from `start`, then the probe; again from the first table while rows
+        appear after their table was purged (a product writing late), at most PASSES times."""
+        for _ in range(PASSES):
+            for index, step in enumerate(product.steps):
+                if index >= start:
+                    await self._purge_step(request, step, index, beat)
+            left = await self.probe(product, request.account_id)
+            if not left:
+                return
+            start = 0
+        raise ApplicationError(
+            f"{product.name}: rows keep appearing in {', '.join(sorted(left))}",
+            type=PURGE_INCOMPLETE,
+        )
+
+    async def probe(self, product: KitProduct, account_id: str) -> dict[str, int]:
+        """Read-only: what of the account is still in the product's tables, by table."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            left: dict[str, int] = {}
+            if product.tables:
+                counts = await conn.fetchrow(product.probe_sql, account_id)
+                assert counts is not None
+                left = {name: int(count) for name, count in counts.items() if count}
+            for step in product.custom:
+                if count := await step.remaining(conn, account_id):
+                    left[step.table] = count
+        return left
+
+    async def rows_counted(self, account_id: str, product: str) -> int:
+        """The rows the product's purges of the account have counted so far."""
+        return int(
+            await self._pool.fetchval(
+                "select coalesce(sum(rows), 0) from purge_progress"
+                " where account_id = $1 and product = $2",
+                account_id,
+                product,
+            )
+        )
+
+    @staticmethod
+    async def completed_at(conn: Connection, account_id: str, product: str) -> object:
+        """When the product's purge of the account was recorded complete; None if not yet."""
+        return await conn.fetchval(
+            "select completed_at from product_purges where account_id = $1 and product = $2",
+            account_id,
+            product,
+        )
+
+    async def _purge_step(
+        self, request: PurgeProductInput, step: PurgeStep, index: int, beat: Heartbeat
+    ) -> None:
+        progress = (request.product, step.table, step.method.value)
+        if isinstance(step, CustomPurge):
+            while True:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    rows = await step.batch(conn, request.account_id, self._batch_size)
+                    if rows:
+                        await conn.execute(_COUNT_CUSTOM, request.account_id, rows, *progress)
+                beat(index)
+                if rows < self._batch_size:
+                    return
+        await self._purge_table(request, step, index, beat, progress)
+
+    async def _purge_table(
+        self,
+        request: PurgeProductInput,
+        table: TablePurge,
+        index: int,
+        beat: Heartbeat,
+        progress: tuple[str, str, str],
+    ) -> None:
+        last: object = None  # the last key purged: the next batch starts after it
+        while True:
+            if last is None:
+                batch = await self._pool.fetchrow(
+                    table.batch_sql, request.account_id, self._batch_size, *progress
+                )
+            else:
+                batch = await self._pool.fetchrow(
+                    table.next_batch_sql, request.account_id, self._batch_size, *progress, last
+                )
+            assert batch is not None
+            rows = int(batch["rows"])
+            if rows:
+                last = batch["last"]
+            beat(index)
+            if rows < self._batch_size:
+                return
+
+    async def _complete(self, request: PurgeProductInput, product: KitProduct) -> ProductReceipt:
+        """Records completion once (the probe found nothing left) and builds the receipt."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                """
+                insert into product_purges (account_id, product, workflow_id, verified_clean)
+                values ($1, $2, $3, true)
+                on conflict (account_id, product) do nothing
+                returning completed_at
+                """,
+                request.account_id,
+                product.name,
+                request.workflow_id,
+            )
+            counts = {
+                row["table_name"]: row["rows"]
+                for row in await conn.fetch(
+                    "select table_name, rows from purge_progress "
+                    "where account_id = $1 and product = $2",
+                    request.account_id,
+                    product.name,
+                )
+            }
+            receipt = ProductReceipt(
+                product=product.name,
+                tables=[
+                    TableReceipt(
+                        table=step.table, method=step.method.value, rows=counts.get(step.table, 0)
+                    )
+                    for step in product.steps
+                ],
+                completed_at=inserted
+                or await self.completed_at(conn, request.account_id, product.name),
+                verified_clean=True,
+                driver=self._driver,
+            )
+            if inserted:
+                await self._ledger.completed(conn, request, receipt)
+        activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
+        return receipt
+
+
+class Heartbeat:
+    """Heartbeats the table reached, once the attempt has run past its quiet start."""
+
+    def __init__(self, quiet: timedelta) -> None:
+        timeout = activity.info().heartbeat_timeout
+        if timeout is not None:
+            quiet = min(quiet, timeout / 4)
+        self._from = time.monotonic() + quiet.total_seconds()
+
+    def __call__(self, table_index: int) -> None:
+        if time.monotonic() >= self._from:
+            activity.heartbeat(table_index)
