@@ -106,6 +106,10 @@ TITLES = {
     "database_unavailable": "PostgreSQL cannot be reached",
     "temporal_unavailable": "Temporal cannot be reached",
     "not_ready": "Not ready",
+    "product_not_found": "No such http product",
+    "invalid_signature": "The callback's signature does not verify",
+    "callback_replayed": "This callback was received before",
+    "result_already_recorded": "The product reported another result before",
 }
 
 RETRY_AFTER_SECONDS = 5
