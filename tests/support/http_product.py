@@ -147,8 +147,9 @@ class ProductApi:
 
 def _target(request: Request) -> bytes:
     """What a GET's signature covers: the path and query as sent."""
-    query = request.scope["query_string"]
-    return request.scope["raw_path"] + (b"?" + query if query else b"")
+    path: bytes = request.scope["raw_path"]
+    query: bytes = request.scope["query_string"]
+    return path + (b"?" + query if query else b"")
 
 
 def free_socket() -> socket.socket:
