@@ -113,7 +113,7 @@ class HttpProductActivities:
         product = http_product(self._catalog, request.product)
         recorded = await result_of(self._pool, request.workflow_id, product.name)
         if recorded is None:
-            url = f"{product.url}/{request.workflow_id}"
+            url = f"{product.url.rstrip('/')}/{request.workflow_id}"
             assert product.secret is not None
             response = await answered(self.client.get, product.name, url, product.secret)
             if response.status_code == 404:
