@@ -113,8 +113,8 @@ class HttpProductActivities:
         product = http_product(self._catalog, request.product)
         recorded = await result_of(self._pool, request.workflow_id, product.name)
         if recorded is None:
+            assert product.url is not None and product.secret is not None
             url = f"{product.url.rstrip('/')}/{request.workflow_id}"
-            assert product.secret is not None
             response = await answered(self.client.get, product.name, url, product.secret)
             if response.status_code == 404:
                 recorded = await self._send(product, request)
