@@ -4,6 +4,7 @@ real Temporal dev server and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -23,10 +24,16 @@ from temporalio.worker import Worker
 
 from activities.http_products import HttpProductActivities, callback_path
 from activities.prerequisites import PrerequisiteActivities
-from contract.models import AccountRef, DeletionPolicy, ProductDriver, TaskCategory
+from contract.models import (
+    AccountRef,
+    DeletionPolicy,
+    ProductDriver,
+    PurgeProductInput,
+    TaskCategory,
+)
 from contract.names import workflow_id_for
 from contract.stages import Stage
-from core.codec import EncryptionCodec
+from core.codec import EncryptionCodec, PayloadKey, unseal
 from core.config import Settings
 from core.webhooks import SignedClient, signature_headers
 from registry.catalog import load_catalog
@@ -326,3 +333,64 @@ async def test_an_unreachable_live_resource_api_fails_the_check_for_a_retry(
     assert raised.value.type == "ProductUnavailable"
     assert not raised.value.non_retryable, "the workflow retries the check"
     assert time.monotonic() - started < 10
+
+
+@pytest.fixture
+async def http_activities(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> AsyncIterator[tuple[ProductApi, HttpProductActivities, EncryptionCodec]]:
+    """The driver's activities alone, on a product that answers at once or never calls back."""
+    async with running_product(ProductApi()) as product:
+        (tmp_path / "products.toml").write_text(product.products_file())
+        catalog = load_catalog(tmp_path / "products.toml")
+        codec = EncryptionCodec([PayloadKey.generate("tokens")])
+        async with httpx.AsyncClient() as http:
+            activities = HttpProductActivities(
+                pool, catalog, SignedClient(http), "http://api.invalid", codec
+            )
+            yield product, activities, codec
+
+
+async def test_a_repeated_request_is_answered_from_the_record_without_asking_again(
+    pool: asyncpg.Pool,
+    http_activities: tuple[ProductApi, HttpProductActivities, EncryptionCodec],
+) -> None:
+    product, activities, _ = http_activities
+    product.mode = "immediate"
+    account_id = await new_account(pool)
+    request = PurgeProductInput(
+        account_id=account_id, workflow_id=workflow_id_for(account_id), product="ledger"
+    )
+    first = await ActivityEnvironment().run(activities.request_http_purge, request)
+    again = await ActivityEnvironment().run(activities.request_http_purge, request)
+    polled = await ActivityEnvironment().run(activities.poll_http_purge, request)
+    assert first == again == polled and first.reported_rows == 42
+    assert len(product.requests) == 1 and product.polls == []
+
+
+async def test_the_task_token_is_kept_sealed_until_a_result_clears_it(
+    pool: asyncpg.Pool,
+    http_activities: tuple[ProductApi, HttpProductActivities, EncryptionCodec],
+) -> None:
+    product, activities, codec = http_activities
+    product.mode, product.pending_polls = "lost", 1
+    account_id = await new_account(pool)
+    request = PurgeProductInput(
+        account_id=account_id, workflow_id=workflow_id_for(account_id), product="ledger"
+    )
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, task_token=b"the-task-token-of-this-attempt")
+    with pytest.raises(BaseException) as left_open:
+        await env.run(activities.request_http_purge, request)
+    assert type(left_open.value).__name__ == "_CompleteAsyncError", "completed by callback"
+    sealed = (await _request_row(pool, account_id))["task_token"]
+    assert b"the-task-token-of-this-attempt" not in sealed
+    assert unseal(codec, sealed) == b"the-task-token-of-this-attempt"
+
+    with pytest.raises(ApplicationError) as pending:
+        await ActivityEnvironment().run(activities.poll_http_purge, request)
+    assert (pending.value.type, pending.value.non_retryable) == ("ProductPurgePending", False)
+    receipt = await ActivityEnvironment().run(activities.poll_http_purge, request)
+    assert receipt.reported_rows == 42
+    row = await _request_row(pool, account_id)
+    assert (row["status"], row["task_token"]) == ("completed", None)
