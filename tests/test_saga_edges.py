@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from contract.models import AccountRef, DeletionPolicy, PrerequisiteReport
+from contract.models import AccountRef, DeletionPolicy, PlannedProduct, PrerequisiteReport
 from contract.names import workflow_id_for
 from contract.stages import Stage
 from starter.errors import ActionNotAllowed, TooSoon
@@ -107,17 +107,17 @@ async def test_a_cancel_once_the_run_decided_to_purge_is_refused_though_the_stag
     arriving then is refused (409), not accepted and ignored."""
     planning, go_on = asyncio.Event(), asyncio.Event()
 
-    def slow_plan(real: Callable[[], Awaitable[list[str]]]) -> Any:
-        @activity.defn(name="list_products")
-        async def list_products() -> list[str]:
+    def slow_plan(real: Callable[[], Awaitable[list[PlannedProduct]]]) -> Any:
+        @activity.defn(name="plan_products")
+        async def plan_products() -> list[PlannedProduct]:
             planning.set()
             await go_on.wait()
             return await real()
 
-        return list_products
+        return plan_products
 
     account_id = await new_account(stack.pool)
-    async with _worker_with(stack, "list_products", slow_plan):
+    async with _worker_with(stack, "plan_products", slow_plan):
         code = await start_and_receive_code(stack.deletions, stack.inbox, account_id)
         await stack.deletions.submit_code(account_id, code)
         await asyncio.wait_for(planning.wait(), timeout=30)

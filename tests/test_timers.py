@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from contract.models import (
     DeletionPolicy,
     DeletionStatus,
+    PlannedProduct,
     PurgeState,
     ResendCodeInput,
     RetryPurgesInput,
@@ -372,12 +373,12 @@ async def test_a_release_refused_again_and_again_backs_off_then_becomes_a_task_f
     whole registry, a retry finishes it."""
     pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
     real = activities_for(pool, inbox, code_hasher_for_tests())
-    plan = next(a for a in real if a.__name__ == "list_products")
+    plan = next(a for a in real if a.__name__ == "plan_products")
     upgraded = False
 
-    @activity.defn(name="list_products")
-    async def registry_of_this_worker() -> list[str]:
-        return [product for product in await plan() if upgraded or product != "cdn"]
+    @activity.defn(name="plan_products")
+    async def registry_of_this_worker() -> list[PlannedProduct]:
+        return [product for product in await plan() if upgraded or product.name != "cdn"]
 
     account_id = await new_account(pool)
     # One worker throughout: this server's clock does not move on its own, so a run cached by
