@@ -13,16 +13,21 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account import AccountActivities
+from activities.http_products import HttpProductActivities
 from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
+from contract.models import ProductDriver
 from core.code_hash import CodeHasher, code_hasher_for
+from core.codec import codec_for
 from core.config import ConfigurationError, Settings, load_settings
+from core.webhooks import SignedClient
 from registry.catalog import Catalog, load_catalog
 from workflows.account_deletion import AccountDeletion
 
@@ -62,15 +67,24 @@ def activities_for(
     catalog: Catalog | None = None,
     *,
     purge_batch_size: int = 5000,
+    http_products: HttpProductActivities | None = None,
 ) -> Sequence[Any]:
     """Every activity of the product, bound to this process's pool, notifier, code hasher and
-    product catalog (the built-in products alone when none is given)."""
+    product catalog (the built-in products alone when none is given); `http_products` (its
+    signed client, public address and codec) when the catalog declares `http` products."""
     catalog = catalog or Catalog()
+    if catalog.of_driver(ProductDriver.HTTP) and http_products is None:
+        raise ValueError("the catalog declares http products: pass their activities")
     purge = PurgeActivities(pool, catalog, batch_size=purge_batch_size)
     account = AccountActivities(pool, purge, catalog)
     verification = VerificationActivities(pool, notifier, hasher)
+    signed = http_products.client if http_products else None
+    http = (
+        [http_products.request_http_purge, http_products.poll_http_purge] if http_products else []
+    )
     return [
-        PrerequisiteActivities(pool, catalog).check_prerequisites,
+        *http,
+        PrerequisiteActivities(pool, catalog, signed).check_prerequisites,
         verification.issue_verification_code,
         verification.check_verification_code,
         account.record_progress,
@@ -84,6 +98,11 @@ def activities_for(
         purge.record_product_purge,
         NotificationActivities(pool, notifier).deliver_notification,
     ]
+
+
+def product_http_client() -> httpx.AsyncClient:
+    """The client of `http` products' APIs: short timeouts, a retry is the activity's."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(10.0))
 
 
 def cache_bytecode(*workflow_classes: type) -> None:
@@ -104,20 +123,43 @@ def cache_bytecode(*workflow_classes: type) -> None:
             logger.debug("bytecode of %s not cached: %s", source, error)
 
 
+def http_products_for(
+    pool: asyncpg.Pool, catalog: Catalog, settings: Settings, http: httpx.AsyncClient | None
+) -> HttpProductActivities | None:
+    """The `http` driver's activities when the catalog declares `http` products: requests
+    signed with each product's secret, callbacks to PUBLIC_BASE_URL, task tokens sealed with
+    PAYLOAD_KEYS."""
+    if not catalog.of_driver(ProductDriver.HTTP):
+        return None
+    client = SignedClient(http or product_http_client())
+    return HttpProductActivities(pool, catalog, client, settings.base_url(), codec_for(settings))
+
+
 def build_worker(
-    client: Client, pool: asyncpg.Pool, notifier: Notifier, settings: Settings
+    client: Client,
+    pool: asyncpg.Pool,
+    notifier: Notifier,
+    settings: Settings,
+    http: httpx.AsyncClient | None = None,
 ) -> Worker:
     """The worker on the settings' task queue; CODE_HASH_KEY must be set and PRODUCTS_FILE, when
-    set, must hold together (ConfigurationError)."""
+    set, must hold together (ConfigurationError). `http` reaches `http` products (the caller
+    closes it; one of the worker's own when not given)."""
     cache_bytecode(AccountDeletion)
     hasher = code_hasher_for(settings)
     catalog = load_catalog(settings.products_file)
+    http_products = http_products_for(pool, catalog, settings, http)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[AccountDeletion],
         activities=activities_for(
-            pool, notifier, hasher, catalog, purge_batch_size=settings.purge_batch_size
+            pool,
+            notifier,
+            hasher,
+            catalog,
+            purge_batch_size=settings.purge_batch_size,
+            http_products=http_products,
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -159,7 +201,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
         stack.push_async_callback(pool.close)
         client = await connect(settings, runtime)
-        worker = build_worker(client, pool, notifier, settings)
+        http = product_http_client()
+        stack.push_async_callback(http.aclose)
+        worker = build_worker(client, pool, notifier, settings, http)
         logger.info("worker polling task queue %s", settings.temporal_task_queue)
         async with worker:
             await stop.wait()

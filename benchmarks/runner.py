@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks import history, latency, purge, throughput, waiting
+from benchmarks import history, http_driver, latency, purge, throughput, waiting
 from benchmarks.harness import Report
 from benchmarks.stack import Stack
 
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[BenchmarkRun, dict[str, Any]]] = {
     "purge": (purge.run, purge.SIZES),
     "history": (history.run, history.SIZES),
     "waiting": (waiting.run, waiting.SIZES),
+    "http": (http_driver.run, http_driver.SIZES),
 }
 
 

@@ -45,3 +45,9 @@ CODE_EXPIRED = "CodeExpired"
 """A code was submitted after the current code expired: a new code is needed."""
 NO_CODES_LEFT = "NoCodesLeft"
 """A resend asked when every code the deletion may send was sent: waiting does not help."""
+PRODUCT_PURGE_FAILED = "ProductPurgeFailed"
+"""An `http` product reported that its purge failed (its callback or its status): a pending
+task until an operator retries."""
+PRODUCT_API_REFUSED = "ProductApiRefused"
+"""An `http` product's API refused the signed request (a 4xx other than 404, 408 and 429: a
+wrong secret or URL, a request it cannot take): a pending task until an operator retries."""

@@ -31,6 +31,8 @@ _DURATION_BOUNDS: dict[str, tuple[timedelta, timedelta]] = {
     "purge_heartbeat_timeout": (timedelta(seconds=1), timedelta(hours=1)),
     "recheck_cooldown": (timedelta(0), timedelta(hours=1)),
     "product_check_wait": (timedelta(seconds=1), timedelta(hours=1)),
+    "http_callback_wait": (timedelta(seconds=1), timedelta(days=1)),
+    "http_poll_interval": (timedelta(seconds=1), timedelta(hours=1)),
 }
 """Each duration of a policy, between these inclusive bounds."""
 
@@ -64,6 +66,9 @@ class DeletionPolicy(_Model):
     worker that is down does not hold the check: its own purge checks again before it removes
     anything (the product kit refuses to purge an account with live resources)."""
     """Events after which a long wait (AWAITING_TASKS, PURGE_BLOCKED) continues as new."""
+    http_callback_wait: timedelta = timedelta(minutes=10)
+    """How long an `http` product's purge awaits its callback; then its API is polled."""
+    http_poll_interval: timedelta = timedelta(minutes=1)
 
     @model_validator(mode="after")
     def _durations_are_bounded(self) -> DeletionPolicy:

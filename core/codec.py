@@ -193,6 +193,17 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+def seal(codec: EncryptionCodec, secret: bytes) -> bytes:
+    """A secret kept at rest (an `http` product's activity task token) under PAYLOAD_KEYS, in
+    the form of an encrypted payload: rotation works as for payloads."""
+    return codec.encrypt(Payload(data=secret)).SerializeToString()
+
+
+def unseal(codec: EncryptionCodec, sealed: bytes) -> bytes:
+    """The secret `seal` kept; CodecError when its key is gone or the data was altered."""
+    return codec.decrypt(Payload.FromString(sealed)).data
+
+
 def encrypted_data_converter(codec: PayloadCodec) -> DataConverter:
     """The pydantic data converter with `codec` on payloads and encoded failure messages.
 

@@ -193,5 +193,9 @@ RETAINED_TABLES: dict[str, str] = {
     ),
     "purge_progress": "the purge's own bookkeeping, the source of the receipt's counts",
     "product_purges": "the purge's own bookkeeping: which products finished, and when",
+    "http_product_requests": (
+        "the http driver's bookkeeping: what each http product reported (status, rows); its"
+        " sealed task token is cleared once a result is recorded"
+    ),
 }
 """Tables that reference an account but are not purged, each with the reason."""

@@ -50,7 +50,7 @@ def figures(report: Report) -> dict[str, Any]:
 
 
 def test_every_benchmark_the_issue_names_is_runnable() -> None:
-    assert set(BENCHMARKS) == {"throughput", "latency", "purge", "history", "waiting"}
+    assert set(BENCHMARKS) == {"throughput", "latency", "purge", "history", "waiting", "http"}
 
 
 async def test_throughput_drains_every_deletion_of_both_workflows(stack: Stack) -> None:
@@ -62,6 +62,22 @@ async def test_throughput_drains_every_deletion_of_both_workflows(stack: Stack) 
     deleted = await stack.pool.fetchval("select count(*) from accounts where status = 'deleted'")
     assert deleted == line["deletions"] * line["runs"]
     assert line["cpu_s_per_deletion"]["saga"]["benchmark"] > 0
+
+
+async def test_the_http_benchmark_deletes_through_each_kind_of_http_product(stack: Stack) -> None:
+    line = figures(await run_benchmark("http", stack, "tiny"))
+    assert all(line[f"p50_ms_{mode}"] > 0 for mode in ("none", "200", "202"))
+    purges = await stack.pool.fetch(
+        "select product, driver, reported_rows from product_purges where driver = 'http'"
+    )
+    assert sorted((r["product"], r["reported_rows"]) for r in purges) == [
+        ("bench_200", 7),
+        ("bench_202", 7),
+    ]
+    by_callback = await stack.pool.fetchval(
+        "select count(*) from http_product_callbacks where product = 'bench_202'"
+    )
+    assert by_callback == line["deletions"] == 1
 
 
 def test_the_cpu_meter_counts_a_servers_children() -> None:

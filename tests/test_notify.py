@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from activities.notify import DeliveryFailed, Message, WebhookNotifier, webhook_signer
+from activities.notify import DeliveryFailed, Message, WebhookNotifier
 from contract.stages import Stage
 from core.config import ConfigurationError
+from core.webhooks import webhook_signer
 from starter.client import DeletionClient
 from tests.support import new_account, running_gateway, running_worker, wait_for_stage
 from tests.support.gateway import new_webhook_secret

@@ -1,6 +1,7 @@
 """The activities of products beyond this database, as the saga calls them (SPEC "Products
-beyond this database"): a `worker` product's own worker, on its own task queue, and the
-record in `product_purges` of every product that finished outside this database.
+beyond this database"): a `worker` product's own worker, on its own task queue; an `http`
+product's deletion API; and the record in `product_purges` of every product that finished
+outside this database.
 
 Deterministic (no I/O). A `worker` product's activities are called by name: their code is the
 product team's (`kit`), run by its worker; until that worker polls, the activity waits,
@@ -9,12 +10,21 @@ scheduled, and the run with it (nothing is lost, nothing released).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.http_products import HttpProductActivities
     from activities.purge import PurgeActivities
-    from contract.errors import PURGE_REFUSED, UNKNOWN_PRODUCT
+    from contract.errors import (
+        PRODUCT_API_REFUSED,
+        PRODUCT_PURGE_FAILED,
+        PURGE_REFUSED,
+        UNKNOWN_PRODUCT,
+    )
     from contract.models import (
         AccountRef,
         DeletionPolicy,
@@ -94,4 +104,36 @@ async def record_purge(request: PurgeProductInput, receipt: ProductReceipt) -> P
 
 
 async def purge_over_http(request: PurgeProductInput, policy: DeletionPolicy) -> ProductReceipt:
-    raise NotImplementedError("the http driver lands with its activities")
+    """An `http` product's purge: the signed request, completed by the product's callback
+    within `http_callback_wait` (transient faults retried inside it); then polls of its API
+    every `http_poll_interval`, each a retry of one activity, so the history holds two
+    activities whatever the wait. A product that reports failure, or refuses the request, is
+    a failed purge (a pending task until an operator retries)."""
+    permanent = [PRODUCT_PURGE_FAILED, PRODUCT_API_REFUSED, UNKNOWN_PRODUCT]
+    try:
+        receipt: ProductReceipt = await workflow.execute_activity_method(
+            HttpProductActivities.request_http_purge,
+            request,
+            schedule_to_close_timeout=policy.http_callback_wait,
+            retry_policy=RetryPolicy(
+                maximum_interval=timedelta(seconds=30), non_retryable_error_types=permanent
+            ),
+            summary=f"purge {request.product} (its API)",
+        )
+        return receipt
+    except ActivityError as error:
+        if not isinstance(error.cause, TimeoutError):
+            raise
+    polled: ProductReceipt = await workflow.execute_activity_method(
+        HttpProductActivities.poll_http_purge,
+        request,
+        start_to_close_timeout=CHECK_TIMEOUT,
+        schedule_to_close_timeout=PURGE_TIMEOUT,
+        retry_policy=RetryPolicy(
+            initial_interval=policy.http_poll_interval,
+            backoff_coefficient=1.0,
+            non_retryable_error_types=permanent,
+        ),
+        summary=f"poll {request.product} (its API)",
+    )
+    return polled

@@ -14,13 +14,23 @@ import asyncpg
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from contract.models import ProductDriver
+from core.codec import codec_for
 from core.config import ConfigurationError, Settings
 from core.observability import RequestMetrics
+from registry.catalog import load_catalog
 from service.api.codec_access import CodecAccess
 from service.api.links import LinkSigner
 from service.api.middleware import add_middleware
 from service.api.problems import EXCEPTION_HANDLERS
-from service.api.routes import accounts, codec, deletions, health, verification_page
+from service.api.routes import (
+    accounts,
+    codec,
+    deletions,
+    health,
+    product_callbacks,
+    verification_page,
+)
 
 ROUTERS = (
     health.router,
@@ -28,6 +38,7 @@ ROUTERS = (
     deletions.router,
     verification_page.router,
     codec.router,
+    product_callbacks.router,
 )
 """In the order the app tries them (their paths do not overlap)."""
 
@@ -63,6 +74,9 @@ def create_app(
     app.state.codec_access = codec_access
     app.state.metrics = RequestMetrics()
     app.state.pool, app.state.client = pool, client
+    # `http` products' callbacks: their secrets, and the key that unseals task tokens.
+    app.state.catalog = catalog = load_catalog(settings.products_file)
+    app.state.token_codec = codec_for(settings) if catalog.of_driver(ProductDriver.HTTP) else None
     add_middleware(app)
     # The request metrics label a request by the route the router will pick; FastAPI keeps an
     # included router as one entry of `app.routes`, so they get every route, in order.

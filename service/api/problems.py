@@ -92,7 +92,7 @@ TITLES = {
     "unauthorized": "A valid bearer token is required",
     "account_not_found": "No such account",
     "deletion_not_found": "No such deletion",
-    "product_not_found": "No such manual product in this deletion",
+    "product_not_found": "No such product",
     "account_deleted": "The account is already deleted",
     "action_not_allowed": "The action does not fit the deletion's stage",
     "codes_exhausted": "No more codes can be sent for this deletion",
@@ -109,6 +109,9 @@ TITLES = {
     "database_unavailable": "PostgreSQL cannot be reached",
     "temporal_unavailable": "Temporal cannot be reached",
     "not_ready": "Not ready",
+    "invalid_signature": "The callback's signature does not verify",
+    "callback_replayed": "This callback was received before",
+    "result_already_recorded": "The product reported another result before",
 }
 
 RETRY_AFTER_SECONDS = 5
