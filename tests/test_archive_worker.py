@@ -35,6 +35,7 @@ from tests.support import (
     new_database,
     product_worker_process,
     purged_rows,
+    record_history,
     settled_purged_rows,
     start_and_receive_code,
     wait_for_stage,
@@ -123,6 +124,7 @@ async def test_a_deletion_waits_in_purging_for_the_archive_worker_and_completes_
                 receipt = await asyncio.wait_for(handle.result(), timeout=90)
 
         assert receipt.outcome is Stage.DELETED
+        await record_history(stack.client, account_id, "worker_product_waited_for")
         (purged,) = [p for p in receipt.products if p.product == "archive"]
         assert purged.driver is ProductDriver.WORKER and purged.verified_clean
         assert {t.table: t.rows for t in purged.tables} == seeded

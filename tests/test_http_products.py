@@ -44,6 +44,7 @@ from tests.support import (
     Inbox,
     code_hasher_for_tests,
     new_account,
+    record_history,
     start_and_receive_code,
     wait_for_stage,
 )
@@ -134,6 +135,7 @@ async def test_a_product_completes_by_signed_callback(http_stack: HttpStack) -> 
     product = http_stack.product
     account_id = await new_account(http_stack.pool)
     await http_stack.delete(account_id)
+    await record_history(http_stack.client, account_id, "http_product_by_callback")
 
     receipt = await http_stack.deletions.receipt(account_id)
     [ledger] = [p for p in receipt.products if p.product == "ledger"]
@@ -163,6 +165,7 @@ async def test_a_lost_callback_is_made_up_for_by_polling_without_growing_history
     product.mode, product.pending_polls = "lost", 3
     account_id = await new_account(http_stack.pool)
     await http_stack.delete(account_id)
+    await record_history(http_stack.client, account_id, "http_product_by_polling")
 
     receipt = await http_stack.deletions.receipt(account_id)
     [ledger] = [p for p in receipt.products if p.product == "ledger"]
@@ -202,6 +205,7 @@ async def test_a_failed_product_blocks_the_purge_and_holds_identifiers_until_ret
     product.mode = "callback"
     await http_stack.deletions.retry(account_id)
     await wait_for_stage(http_stack.deletions, account_id, Stage.DELETED, timeout=60)
+    await record_history(http_stack.client, account_id, "http_product_failed_then_retried")
     assert [r["deletion_id"] for r in product.requests] == [workflow_id_for(account_id)] * 2
     released = await http_stack.api.post("/v1/accounts", json=again, headers=AUTH)
     assert released.status_code == 201

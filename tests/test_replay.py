@@ -47,6 +47,10 @@ def test_histories_are_checked_in() -> None:
         "temporal_cancel_refused_after_purge",
         "verified_by_update",
         "manual_product_confirmed",
+        "worker_product_waited_for",
+        "http_product_by_callback",
+        "http_product_by_polling",
+        "http_product_failed_then_retried",
     } <= names
 
 
