@@ -342,6 +342,15 @@ def test_the_worker_reads_a_products_file_declaring_each_product_worker(
         assert declared.driver is ProductDriver.WORKER, product
 
 
+def test_the_api_reads_the_same_products_file_as_the_worker(compose: dict[str, Any]) -> None:
+    """The API verifies `http` products' callbacks with the secrets the worker signs with."""
+    worker, api = services(compose)["worker"], services(compose)["api"]
+    path = default_value(environment(api)["PRODUCTS_FILE"])
+    assert path == default_value(environment(worker)["PRODUCTS_FILE"])
+    assert path is not None
+    assert _mounted(api, path) == _mounted(worker, path)
+
+
 def test_each_product_worker_runs_the_cli_verb_on_its_own_database(
     compose: dict[str, Any],
 ) -> None:
