@@ -15,14 +15,14 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contract.errors import PURGE_REFUSED, UNKNOWN_PRODUCT
+from contract.errors import UNKNOWN_PRODUCT
 from contract.models import (
     PlannedProduct,
     ProductReceipt,
     PurgeProductInput,
     RecordPurgeInput,
 )
-from kit.engine import HEARTBEAT_AFTER, Heartbeat, PurgeEngine
+from kit.engine import HEARTBEAT_AFTER, PurgeEngine
 from registry.catalog import Catalog
 from registry.products import Product
 from store.audit import audit
@@ -152,31 +152,15 @@ class PurgeActivities:
         touched: the error is retryable, so the release waits, identifiers held, until it is
         lifted.
         """
-        finished = {
-            row["product"]
-            for row in await self._pool.fetch(
-                "select product from product_purges where account_id = $1", account_id
-            )
-        }
-        beat = Heartbeat(self._heartbeat_after)
         purged: dict[str, int] = {}
         for product in self._catalog.sql:
-            if product.name not in finished or not await self._engine.probe(product, account_id):
-                continue
-            async with self._pool.acquire() as conn:
-                hold = await self._ledger.refusal(conn, product, account_id)
-            if hold is not None:
-                raise ApplicationError(
-                    f"{product.name} holds rows written after its purge, but refuses: {hold}",
-                    type=PURGE_REFUSED,
-                )
             request = PurgeProductInput(
                 account_id=account_id, workflow_id=workflow_id, product=product.name
             )
-            before = await self._engine.rows_counted(account_id, product.name)
-            await self._engine.purge_tables(product, request, beat)
-            after = await self._engine.rows_counted(account_id, product.name)
-            purged[product.name] = after - before
+            rows = await self._engine.purge_late_rows(product, request)
+            if not rows:
+                continue
+            purged[product.name] = rows
             async with self._pool.acquire() as conn:
                 await audit(
                     conn,
@@ -184,9 +168,6 @@ class PurgeActivities:
                     workflow_id,
                     "late_rows_purged",
                     product=product.name,
-                    rows=purged[product.name],
+                    rows=rows,
                 )
-            activity.logger.info(
-                "purged %s again: %d late rows", product.name, purged[product.name]
-            )
         return purged

@@ -32,6 +32,9 @@ PRODUCT_PURGE_ACTIVITY = "purge_product"
 """The activity a `worker` product's worker runs on its task queue (the product kit)."""
 PRODUCT_LIVE_RESOURCES_ACTIVITY = "find_live_resources"
 """The live-resource check a `worker` product's worker runs on its task queue."""
+PRODUCT_LATE_ROWS_ACTIVITY = "purge_late_rows"
+"""Before identifiers are released: a `worker` product purges again what it wrote after its
+purge, and answers its receipt with every row counted."""
 
 
 def product_task_queue(product: str) -> str:

@@ -14,7 +14,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contract.errors import UNKNOWN_PRODUCT
+from contract.errors import PURGES_UNFINISHED, UNKNOWN_PRODUCT
 from contract.models import (
     LiveResourcesInput,
     PendingTask,
@@ -22,7 +22,11 @@ from contract.models import (
     ProductReceipt,
     PurgeProductInput,
 )
-from contract.names import PRODUCT_LIVE_RESOURCES_ACTIVITY, PRODUCT_PURGE_ACTIVITY
+from contract.names import (
+    PRODUCT_LATE_ROWS_ACTIVITY,
+    PRODUCT_LIVE_RESOURCES_ACTIVITY,
+    PRODUCT_PURGE_ACTIVITY,
+)
 from kit.declarations import Connection, KitProduct
 from kit.engine import HEARTBEAT_AFTER, PurgeEngine
 from kit.live import live_tasks
@@ -78,6 +82,23 @@ class ProductActivities:
         """Batched, heartbeating, exactly-once in effect; refuses while resources are live."""
         self._check(request.product)
         return await self._engine.purge(self._product, request)
+
+    @activity.defn(name=PRODUCT_LATE_ROWS_ACTIVITY)
+    async def purge_late_rows(self, request: PurgeProductInput) -> ProductReceipt:
+        """Just before identifiers are released: what the product wrote since its purge is
+        purged again (retryable while resources are live), and the receipt counts it."""
+        self._check(request.product)
+        async with self._pool.acquire() as conn:
+            if await self._engine.completed_at(conn, request.account_id, request.product) is None:
+                raise ApplicationError(
+                    f"the purge of {request.product} never completed: nothing to check again",
+                    type=PURGES_UNFINISHED,
+                    non_retryable=True,
+                )
+        rows = await self._engine.purge_late_rows(self._product, request)
+        if rows:
+            activity.logger.info("%s: %d late rows purged", self._product.name, rows)
+        return await self._engine.receipt(request, self._product)
 
     def _check(self, name: str) -> None:
         if name != self._product.name:

@@ -106,6 +106,34 @@ class PurgeEngine:
         await self.purge_tables(product, request, beat, start=start)
         return await self._complete(request, product)
 
+    async def purge_late_rows(self, product: KitProduct, request: PurgeProductInput) -> int:
+        """Before identifiers are released: purges again what the product wrote after its
+        completed purge (a run can wait for months in PURGE_BLOCKED while products write),
+        counted like any batch; returns the rows purged now (0 for a purge never completed).
+        While the ledger refuses (a hold, a live resource) the error is retryable: the release
+        waits, identifiers held."""
+        async with self._pool.acquire() as conn:
+            if await self.completed_at(conn, request.account_id, product.name) is None:
+                return 0
+        if not await self.probe(product, request.account_id):
+            return 0
+        async with self._pool.acquire() as conn:
+            refusal = await self._ledger.refusal(conn, product, request.account_id)
+        if refusal is not None:
+            raise ApplicationError(
+                f"{product.name} holds rows written after its purge, but refuses: {refusal}",
+                type=PURGE_REFUSED,
+            )
+        before = await self.rows_counted(request.account_id, product.name)
+        await self.purge_tables(product, request, Heartbeat(self._heartbeat_after))
+        purged = await self.rows_counted(request.account_id, product.name) - before
+        activity.logger.info("purged %s again: %d late rows", product.name, purged)
+        return purged
+
+    async def receipt(self, request: PurgeProductInput, product: KitProduct) -> ProductReceipt:
+        """The receipt of a completed purge, with every row counted so far."""
+        return await self._complete(request, product)
+
     async def purge_tables(
         self,
         product: KitProduct,

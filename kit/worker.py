@@ -35,7 +35,11 @@ def product_worker(
     return Worker(
         client,
         task_queue=product_task_queue(product.name),
-        activities=[activities.purge_product, activities.find_live_resources],
+        activities=[
+            activities.purge_product,
+            activities.find_live_resources,
+            activities.purge_late_rows,
+        ],
         graceful_shutdown_timeout=shutdown,
         max_concurrent_activities=max_concurrent_activities,
     )

@@ -193,6 +193,64 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
         await archive.close()
 
 
+async def test_rows_the_archive_writes_after_its_purge_are_purged_before_identifiers_go(
+    stack: Stack, archive_url: str, tmp_path: Path
+) -> None:
+    """A run held in PURGE_BLOCKED by another product, while the archive (purged) gets new rows:
+    before identifiers are released, the archive's worker purges those too, and the receipt
+    counts them."""
+    account_id = await new_account(stack.pool)
+    await stack.pool.execute(
+        "insert into legal_holds (account_id, product, reason) values ($1, 'dns', 'Hold H-9')",
+        account_id,
+    )
+    archive = await _archive_pool(archive_url)
+    try:
+        seeded = await seed_archive(archive, account_id, ArchiveData(objects=20))
+        env = {"ARCHIVE_DATABASE_URL": archive_url}
+        async with stack.worker(catalog=CATALOG):
+            with product_worker_process(stack.client, "archive", env, tmp_path / "log"):
+                code = await start_and_receive_code(
+                    stack.deletions, stack.inbox, account_id, POLICY
+                )
+                await stack.deletions.submit_code(account_id, code)
+                blocked = await wait_for_stage(
+                    stack.deletions, account_id, Stage.PURGE_BLOCKED, timeout=60
+                )
+                states = {p.product: p.state for p in blocked.products}
+                assert states["archive"] is PurgeState.SUCCEEDED
+                # The archive team's service writes late, though the account is frozen.
+                late_vault = f"late-{account_id}"
+                await archive.execute(
+                    "insert into archive_vaults (vault_id, account_id, name, region, state)"
+                    " values ($1, $2, 'late', 'eu-west-1', 'deleted')",
+                    late_vault,
+                    account_id,
+                )
+                await archive.execute(
+                    "insert into archive_objects (account_id, vault_id, object_key, size_bytes)"
+                    " select $1, $2, 'late/' || n, 1 from generate_series(1, 6) n",
+                    account_id,
+                    late_vault,
+                )
+                await stack.pool.execute(
+                    "update legal_holds set lifted_at = now() where account_id = $1", account_id
+                )
+                await stack.deletions.retry(account_id)
+                handle = await stack.deletions.handle(account_id)
+                receipt = await asyncio.wait_for(handle.result(), timeout=90)
+
+        assert receipt.outcome is Stage.DELETED
+        assert set((await _archive_rows(archive, account_id)).values()) == {0}
+        (purged,) = [p for p in receipt.products if p.product == "archive"]
+        counted = {t.table: t.rows for t in purged.tables}
+        assert counted["archive_objects"] == seeded["archive_objects"] + 6
+        assert counted["archive_vaults"] == seeded["archive_vaults"] + 1
+        assert sum(counted.values()) == sum(seeded.values()) + 7
+    finally:
+        await archive.close()
+
+
 async def _refusal(*args: str, **changes: str | None) -> tuple[int, str]:
     """`account-deletion product-worker ...` with the environment `changes` made (None removes
     a variable), on servers that do not answer."""

@@ -221,6 +221,7 @@ class AccountDeletion:
         """Step 5: releases the identifiers (only now: every purge finished), then records the
         deletion and its receipt."""
         await self._at.move_to(Stage.RELEASING_IDENTIFIERS)
+        await self._purges.purge_late_rows_of_own_workers()
         try:
             await account.release_identifiers(self._ref)
         except ActivityError as error:

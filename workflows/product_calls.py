@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RecordPurgeInput,
     )
     from contract.names import (
+        PRODUCT_LATE_ROWS_ACTIVITY,
         PRODUCT_LIVE_RESOURCES_ACTIVITY,
         PRODUCT_PURGE_ACTIVITY,
         product_task_queue,
@@ -86,6 +87,25 @@ async def purge_on_product_worker(
         heartbeat_timeout=policy.purge_heartbeat_timeout,
         retry_policy=purge_retry(policy.purge_attempts, PURGE_REFUSED, UNKNOWN_PRODUCT),
         summary=f"purge {request.product} (its worker)",
+    )
+    return receipt
+
+
+async def late_rows_on_product_worker(
+    request: PurgeProductInput, policy: DeletionPolicy
+) -> ProductReceipt:
+    """Just before identifiers are released: the product's worker purges again what was
+    written since its purge and answers the receipt counting it. Retried while it refuses
+    (a live resource came back): identifiers stay held."""
+    receipt: ProductReceipt = await workflow.execute_activity(
+        PRODUCT_LATE_ROWS_ACTIVITY,
+        request,
+        task_queue=product_task_queue(request.product),
+        result_type=ProductReceipt,
+        start_to_close_timeout=PURGE_TIMEOUT,
+        heartbeat_timeout=policy.purge_heartbeat_timeout,
+        retry_policy=DATABASE_RETRY,
+        summary=f"late rows of {request.product} (its worker)",
     )
     return receipt
 

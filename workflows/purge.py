@@ -48,6 +48,10 @@ PRODUCT_DRIVERS = "product-drivers"
 """Patch: the plan records each product's driver (`plan_products`); earlier runs recorded the
 names alone (`list_products`): all their products are `sql`."""
 
+LATE_ROWS_OF_PRODUCT_WORKERS = "late-rows-of-product-workers"
+"""Patch: before identifiers are released, `worker` products purge again what they wrote since
+their purge (as `release_identifiers` does for the built-in ones)."""
+
 Show = Callable[[], Awaitable[None]]
 
 
@@ -164,6 +168,29 @@ class ProductPurges:
 
     def confirm(self, request: ConfirmPurgeInput) -> None:
         self.confirmed_by[request.product] = request.confirmed_by
+
+    async def purge_late_rows_of_own_workers(self) -> None:
+        """Before identifiers are released: each `worker` product's worker purges again what was
+        written since its purge (the deletion worker does so for the built-in ones in
+        `release_identifiers`); their receipts then count those rows too."""
+        own = [n for n, p in self.progress.items() if p.driver is ProductDriver.WORKER]
+        if not own or not workflow.patched(LATE_ROWS_OF_PRODUCT_WORKERS):
+            return
+        workflow_id = workflow.info().workflow_id
+        receipts = await asyncio.gather(
+            *(
+                product_calls.late_rows_on_product_worker(
+                    PurgeProductInput(
+                        account_id=self._account_id, workflow_id=workflow_id, product=name
+                    ),
+                    self._policy,
+                )
+                for name in own
+            )
+        )
+        for receipt in receipts:
+            self.receipts[receipt.product] = receipt
+            self.progress[receipt.product].rows = receipt.rows
 
     def receipts_by_product(self) -> list[ProductReceipt]:
         return [self.receipts[name] for name in sorted(self.receipts)]
