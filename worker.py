@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account import AccountActivities
+from activities.cooling_off import CoolingOffActivities
 from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
 from activities.prerequisites import PrerequisiteActivities
 from activities.purge import PurgeActivities
@@ -83,6 +84,7 @@ def activities_for(
         purge.purge_product,
         purge.record_product_purge,
         NotificationActivities(pool, notifier).deliver_notification,
+        CoolingOffActivities(pool).record_cooling_off_notice,
     ]
 
 

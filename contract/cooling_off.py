@@ -91,3 +91,8 @@ class NoticeInput(_Model):
     window_id: str
     notice: Notice
     purge_starts_at: datetime
+
+
+def notice_key(notice: Notice, window_id: str) -> str:
+    """The outbox idempotency key of a window's notice: one message per notice and window."""
+    return f"cooling-off-{notice.value}-{window_id}"

@@ -363,8 +363,9 @@ class ProgressRecord(_Model):
     closed: bool = False
     receipt: DeletionReceipt | None = None
     deadline: datetime | None = None
-    """When the current wait ends the run as EXPIRED (the status query's `deadline`). Defaults
-    to None: records of histories written before it existed still decode and replay."""
+    """When the current wait ends the run as EXPIRED (the status query's `deadline`), or in
+    COOLING_OFF when purging starts (its `purge_starts_at`). Defaults to None: records of
+    histories written before it existed still decode and replay."""
 
 
 class FinalizeInput(_Model):
