@@ -7,10 +7,11 @@ a deletion whose row never reached a purging stage and that has no progress purg
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
+from contract.models import CarriedState
 from contract.names import workflow_id_for
 from contract.stages import Stage
 from store.audit import audit
@@ -44,6 +45,17 @@ async def unclosed_request_time(pool: asyncpg.Pool, account_id: str) -> datetime
         workflow_id_for(account_id),
     )
     return requested_at
+
+
+async def resumption(pool: asyncpg.Pool, account_id: str) -> CarriedState:
+    """Where a new start resumes the deletion of a frozen account whose run ended: at the
+    freeze if no purge began, else at PURGING; confirmed already (no new code)."""
+    began = await purging_began(pool, account_id)
+    return CarriedState(
+        resume_at=Stage.PURGING if began else Stage.FREEZING,
+        requested_at=await unclosed_request_time(pool, account_id) or datetime.now(UTC),
+        verified=True,
+    )
 
 
 async def unfreeze_after_ended_run(pool: asyncpg.Pool, account_id: str, operator: str) -> bool:
