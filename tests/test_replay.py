@@ -47,6 +47,10 @@ def test_histories_are_checked_in() -> None:
         "temporal_cancel_refused_after_purge",
         "verified_by_update",
         "manual_product_confirmed",
+        "cooling_off_then_purged",
+        "cooling_off_new_tasks_then_purged",
+        "cooling_off_restored",
+        "cooling_off_continued_as_new",
     } <= names
 
 

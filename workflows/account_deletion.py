@@ -208,21 +208,20 @@ class AccountDeletion(DeletionMessages):
 
     async def _cool_off(self) -> Stage:
         """Step 3 with a cooling-off: frozen, nothing purged, until the window ends; a restore
-        or a cancel meanwhile unfreezes the account. At its end a last check (a bill issued
-        meanwhile is arrears) sends the run back to step 1, the account still frozen, or past
-        the point of no return."""
+        or a cancel meanwhile unfreezes the account. From its end neither is accepted (the
+        point of no return): a last check (a bill issued meanwhile is arrears) sends the run
+        back to step 1, the account still frozen, or on to the purge."""
         self._at.purge_starts_at = self._window.begin()
         await self._at.move_to(Stage.COOLING_OFF)
         while not await self._window.wait(self._stopping):
             await self._continue_as_new_if_long(Stage.COOLING_OFF)
-        # Once more at the end: a bill issued during the window is arrears.
-        tasks = [] if self._stopping() else await self._check_once_more()
         if self._stopping():
             await self._compensate()
             if not self._window.restore_requested:
                 return Stage.CANCELLED
             self._cancel_reason = self._window.restore_reason
             return Stage.RESTORED
+        tasks = await self._check_once_more()  # (nothing asked since its end is accepted)
         self._at.purge_starts_at = None
         if tasks:
             self._at.pending_tasks = tasks
@@ -230,7 +229,7 @@ class AccountDeletion(DeletionMessages):
             self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
             return Stage.CHECKING_PREREQUISITES
         self._compensations.clear()
-        self._irrevocable = True  # the point of no return: no await since the last look above
+        self._irrevocable = True
         return Stage.PURGING
 
     async def _check_once_more(self) -> list[PendingTask]:

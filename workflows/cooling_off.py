@@ -83,7 +83,7 @@ class CoolingOff:
         its cooling-off before the point of no return, or one already being cancelled."""
         if stage is Stage.COOLING_OFF and past_its_end:
             raise ApplicationError(
-                "the cooling-off has ended: purging has begun and cannot be undone",
+                "the cooling-off has ended: the deletion can no longer be stopped",
                 type=WRONG_STAGE,
             )
         if stage is not Stage.COOLING_OFF:

@@ -142,15 +142,17 @@ class DeletionMessages:
     @request_restore.validator
     def _restore_only_while_cooling_off(self, request: RestoreInput) -> None:
         self._window.refuse_restore(
-            self._at.stage, past_its_end=self._irrevocable, cancelling=self._cancel_requested
+            self._at.stage, past_its_end=self._past_cooling_off(), cancelling=self._cancel_requested
         )
 
     def _restorable(self) -> bool:
-        return (
-            self._at.stage is Stage.COOLING_OFF
-            and not self._irrevocable
-            and not self._cancel_requested
-        )
+        in_window = self._at.stage is Stage.COOLING_OFF and not self._past_cooling_off()
+        return in_window and not self._cancel_requested
+
+    def _past_cooling_off(self) -> bool:
+        """From the window's end (its time, even before the run acted on its timer) no cancel
+        or restore is accepted: that is the point of no return."""
+        return self._irrevocable or self._window.ended()
 
     @workflow.signal
     def cancel(self, request: CancelInput | None = None) -> None:
@@ -172,6 +174,8 @@ class DeletionMessages:
         asks.refuse_cancel(self._cancellable(), self._at.stage, self._window.restore_requested)
 
     def _cancellable(self) -> bool:
+        if self._at.stage is Stage.COOLING_OFF and self._past_cooling_off():
+            return False
         restoring = self._window.restore_requested
         return self._at.stage.is_cancellable and not self._irrevocable and not restoring
 
