@@ -146,11 +146,11 @@ async def test_a_15_day_window_notifies_at_its_start_and_a_day_before_its_end_th
         handle = await into_cooling_off(stack, account_id, POLICY)
         status = await deletions.status(account_id)
         started_at = (await handle.describe()).start_time
-        assert status.purge_starts_at is not None
-        assert WINDOW <= status.purge_starts_at - started_at < WINDOW + timedelta(minutes=1)
-        assert f"{status.purge_starts_at:%d %B %Y at %H:%M} UTC" in await notice(
-            inbox, account_id, STARTED
-        )
+        purge_starts_at = status.purge_starts_at
+        assert purge_starts_at is not None
+        assert WINDOW <= purge_starts_at - started_at < WINDOW + timedelta(minutes=1)
+        when = f"{purge_starts_at:%d %B %Y at %H:%M} UTC"
+        assert when in await notice(inbox, account_id, STARTED)
         assert await account_status(pool, account_id) == "frozen"
 
         await env.sleep(WINDOW - timedelta(days=1, hours=1))
@@ -160,8 +160,7 @@ async def test_a_15_day_window_notifies_at_its_start_and_a_day_before_its_end_th
         assert await data_rows(pool, account_id) == rows
 
         await env.sleep(timedelta(hours=2))
-        reminder = await notice(inbox, account_id, REMINDER)
-        assert f"{status.purge_starts_at:%d %B %Y at %H:%M} UTC" in reminder
+        assert when in await notice(inbox, account_id, REMINDER)
         assert (await deletions.status(account_id)).stage is Stage.COOLING_OFF
 
         await env.sleep(timedelta(days=1))
@@ -169,7 +168,7 @@ async def test_a_15_day_window_notifies_at_its_start_and_a_day_before_its_end_th
         receipt = await handle.result()
     assert receipt.outcome is Stage.DELETED
     # (the receipt's times are PostgreSQL's, which does not skip: the history's are the server's)
-    assert min(await purges_scheduled(handle)) >= status.purge_starts_at
+    assert min(await purges_scheduled(handle)) >= purge_starts_at
     assert await data_rows(pool, account_id) == 0
     assert len(notices(inbox, account_id, STARTED)) == 1
     assert len(notices(inbox, account_id, REMINDER)) == 1

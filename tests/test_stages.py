@@ -33,12 +33,8 @@ def test_cancellation_is_possible_only_before_the_point_of_no_return() -> None:
 
 
 def test_only_a_cooling_off_can_restore_and_it_ends_before_any_purge() -> None:
-    assert {stage for stage in Stage if Stage.RESTORED in NEXT_STAGES[stage]} == {
-        Stage.COOLING_OFF
-    }
-    assert {stage for stage in Stage if Stage.COOLING_OFF in NEXT_STAGES[stage]} == {
-        Stage.FREEZING
-    }
+    assert {stage for stage in Stage if Stage.RESTORED in NEXT_STAGES[stage]} == {Stage.COOLING_OFF}
+    assert {stage for stage in Stage if Stage.COOLING_OFF in NEXT_STAGES[stage]} == {Stage.FREEZING}
     # Its end is the point of no return; new tasks send it back (the account still frozen).
     assert NEXT_STAGES[Stage.COOLING_OFF] == {
         Stage.PURGING,
