@@ -77,7 +77,8 @@ class CoolingOffWindow(_Model):
     ends_at: datetime
     """When the window ends: the last check, then purging (the point of no return)."""
     notified: list[Notice] = []
-    """Notices already sent (or given up on): a continued run does not send them again."""
+    """Notices already sent, given up on, or not for this window (no reminder in a window
+    shorter than two days): a continued run does not send them again."""
     over: bool = False
     """The window has ended and its last check found new tasks: the account stays frozen and
     purging follows the next clean check, without a second window."""

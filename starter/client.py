@@ -50,6 +50,7 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
 from core.codec import data_converter
 from core.config import ConfigurationError, Settings
+from starter.closing import closed_after_its_final_stage
 from starter.details import static_details
 from starter.errors import (
     AccountAlreadyDeleted,
@@ -122,7 +123,11 @@ class DeletionClient:
             raise AccountAlreadyDeleted(f"account {account_id} is already deleted")
         workflow_id = workflow_id_for(account_id)
         running = await self._describe(account_id)
-        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+        if (
+            running is not None
+            and running.status == WorkflowExecutionStatus.RUNNING
+            and not await closed_after_its_final_stage(self._handle(account_id), running)
+        ):
             return StartedDeletion(workflow_id, running.run_id, started=False)
         if (wait := await self.code_limit_retry_after(account_id)) is not None:
             # The run could send no code: refuse before starting it.

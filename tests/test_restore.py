@@ -116,7 +116,6 @@ async def test_cancel_and_restore_during_the_window_refuse_each_other(stack: Sta
         with pytest.raises(ActionNotAllowed, match="being cancelled"):
             await deletions.restore(cancelled)
         await deletions.restore(restored)
-        await deletions.restore(restored)  # asked again: the one request stands
         with pytest.raises(ActionNotAllowed, match="being restored"):
             await deletions.cancel(restored)
         await wait_for_stage(deletions, cancelled, Stage.CANCELLED)
@@ -207,4 +206,31 @@ async def test_operators_start_a_window_find_it_see_its_end_and_restore(
         assert (await deletions.receipt(account_id)).reason == "by phone"
         refused = await cli(cli_env, "restore", account_id)
         assert refused[0] == 1 and "RESTORED" in refused[2], refused
+    assert await account_status(pool, account_id) == "active"
+
+
+async def test_a_start_after_a_run_ended_in_its_window_resumes_that_window(stack: Stack) -> None:
+    """An operator terminated the run during the cooling-off: a new start (whatever its policy)
+    keeps the end the user was told, without a new code, and the account is still restorable."""
+    pool, inbox, deletions = stack.pool, stack.inbox, stack.deletions
+    account_id = await new_account(pool)
+    async with stack.worker():
+        await deletions.start(account_id, cooling_off=timedelta(days=15))
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.verify(account_id, code)
+        ends_at = (await wait_for_stage(deletions, account_id, Stage.COOLING_OFF)).purge_starts_at
+        assert ends_at is not None
+        await (await deletions.handle(account_id)).terminate("an operator's mistake")
+
+        started = await deletions.start(account_id)
+        assert started.started
+        async with asyncio.timeout(30):
+            while (status := await deletions.status(account_id)).purge_starts_at is None:
+                await asyncio.sleep(0.1)
+        assert status.stage is Stage.COOLING_OFF and status.purge_starts_at == ends_at
+        assert await account_status(pool, account_id) == "frozen"
+        assert len(inbox.codes(account_id)) == 1
+        await deletions.restore(account_id)
+        await wait_for_stage(deletions, account_id, Stage.RESTORED)
     assert await account_status(pool, account_id) == "active"

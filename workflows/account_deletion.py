@@ -215,6 +215,7 @@ class AccountDeletion(DeletionMessages):
         await self._at.move_to(Stage.COOLING_OFF)
         while not await self._window.wait(self._stopping):
             await self._continue_as_new_if_long(Stage.COOLING_OFF)
+        self._at.purge_starts_at = None  # (the row keeps it until the next move)
         if self._stopping():
             await self._compensate()
             if not self._window.restore_requested:
@@ -222,14 +223,13 @@ class AccountDeletion(DeletionMessages):
             self._cancel_reason = self._window.restore_reason
             return Stage.RESTORED
         tasks = await self._check_once_more()  # (nothing asked since its end is accepted)
-        self._at.purge_starts_at = None
         if tasks:
             self._at.pending_tasks = tasks
             self._window.end_with_new_tasks()  # the unfreeze stays the compensation
             self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
             return Stage.CHECKING_PREREQUISITES
         self._compensations.clear()
-        self._irrevocable = True
+        self._irrevocable = True  # the point of no return (nothing was accepted since the end)
         return Stage.PURGING
 
     async def _check_once_more(self) -> list[PendingTask]:

@@ -65,6 +65,8 @@ class CoolingOff:
             self.window = CoolingOffWindow(
                 window_id=str(workflow.uuid4()), ends_at=workflow.now() + self._length
             )
+            if self._length < 2 * REMINDER_BEFORE_END:
+                self.window.notified.append(Notice.REMINDER)  # too short for one
         return self.window.ends_at
 
     def ended(self) -> bool:
@@ -126,10 +128,8 @@ class CoolingOff:
 
     # --- notices -------------------------------------------------------------------------------
 
-    def _reminder_at(self) -> datetime | None:
-        """A day before the end, for windows of at least two days."""
-        if self._length < 2 * REMINDER_BEFORE_END:
-            return None
+    def _reminder_at(self) -> datetime:
+        """A day before the end (windows shorter than two days have none: `begin`)."""
         assert self.window is not None
         return self.window.ends_at - REMINDER_BEFORE_END
 
@@ -140,8 +140,7 @@ class CoolingOff:
     def _send_due_notices(self) -> None:
         self._note_finished_notices()
         due = [Notice.STARTED]
-        reminder_at = self._reminder_at()
-        if reminder_at is not None and workflow.now() >= reminder_at:
+        if workflow.now() >= self._reminder_at():
             due.append(Notice.REMINDER)
         for notice in due:
             if self._pending(notice):
@@ -149,9 +148,8 @@ class CoolingOff:
 
     def _next_wake(self) -> datetime:
         assert self.window is not None
-        reminder_at = self._reminder_at()
-        if reminder_at is not None and self._pending(Notice.REMINDER):
-            return min(reminder_at, self.window.ends_at)
+        if self._pending(Notice.REMINDER):
+            return min(self._reminder_at(), self.window.ends_at)
         return self.window.ends_at
 
     def _a_notice_finished(self) -> bool:
