@@ -196,8 +196,8 @@ class CarriedState(_Model):
 
     resume_at: Stage
     """CHECKING_PREREQUISITES (a long wait for tasks), FREEZING (a frozen account no purge
-    touched yet), COOLING_OFF (a long window, or an ended run's window) or PURGING (a long purge block, or a frozen
-    account whose purge began)."""
+    touched yet), COOLING_OFF (a long window, or an ended run's window) or PURGING (a long
+    purge block, or a frozen account whose purge began)."""
     requested_at: datetime
     tasks_deadline: datetime | None = None
     verified: bool = False

@@ -355,14 +355,7 @@ class DeletionClient:
         overdue_after: timedelta = DEFAULT_OVERDUE_AFTER,
     ) -> list[ListedDeletion]:
         """Deletions recorded in PostgreSQL, most recently changed first, optionally only those
-        in one stage and/or only the overdue ones.
-
-        An open deletion is overdue when
-        - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION) and the deadline has
-          passed: the run should have ended as EXPIRED by now, so no worker is moving it; or
-        - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
-          stage such as PURGING) and has not changed stage for longer than `overdue_after`.
-        """
+        in one stage and/or only the overdue ones (`starter.records.list_deletions`)."""
         return await list_deletions(
             self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after
         )

@@ -52,7 +52,13 @@ async def list_deletions(
     overdue: bool,
     overdue_after: timedelta,
 ) -> list[ListedDeletion]:
-    """Most recently changed first; see `DeletionClient.list` for what overdue means."""
+    """Most recently changed first. An open deletion is overdue when
+    - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION, COOLING_OFF until its
+      purge starts) and the deadline has passed: the run should have moved on by now, so no
+      worker is moving it; or
+    - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
+      stage such as PURGING) and has not changed stage for longer than `overdue_after`.
+    """
     rows = await pool.fetch(
         """
         with listed as (

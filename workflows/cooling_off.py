@@ -161,8 +161,11 @@ class CoolingOff:
         for notice, sending in list(self._sending.items()):
             if sending.done():
                 del self._sending[notice]
-                if not sending.cancelled():
-                    self.window.notified.append(notice)
+                if sending.cancelled():
+                    continue
+                if (error := sending.exception()) is not None:
+                    workflow.logger.warning("%s notice not sent: %s", notice, type(error).__name__)
+                self.window.notified.append(notice)
 
     async def _send(self, notice: Notice) -> None:
         window = self.window
