@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.account import AccountActivities
+from activities.cooling_off import CoolingOffActivities
 from activities.http_products import HttpProductActivities
 from activities.notify import LogNotifier, NotificationActivities, Notifier, WebhookNotifier
 from activities.prerequisites import PrerequisiteActivities
@@ -97,6 +98,7 @@ def activities_for(
         purge.purge_product,
         purge.record_product_purge,
         NotificationActivities(pool, notifier).deliver_notification,
+        CoolingOffActivities(pool).record_cooling_off_notice,
     ]
 
 

@@ -11,7 +11,14 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.names import ACCOUNT_ID_PATTERN, CODE_PATTERN, PLAIN_TEXT_PATTERN, REQUESTER_PATTERN
+from contract.cooling_off import CoolingOffDuration, CoolingOffWindow
+from contract.messages import CancelInput as CancelInput
+from contract.messages import CancelOutcome as CancelOutcome
+from contract.messages import RecheckInput as RecheckInput
+from contract.messages import ResendCodeInput as ResendCodeInput
+from contract.messages import RetryPurgesInput as RetryPurgesInput
+from contract.messages import SubmitCodeInput as SubmitCodeInput
+from contract.names import ACCOUNT_ID_PATTERN, REQUESTER_PATTERN
 from contract.stages import Stage
 
 
@@ -61,14 +68,16 @@ class DeletionPolicy(_Model):
     recheck_cooldown: timedelta = timedelta(seconds=10)
     """Asked rechecks closer together than this are refused (429): each costs a check."""
     history_limit: int = Field(default=2000, ge=200, le=40_000)
+    """Events after which a long wait (AWAITING_TASKS, COOLING_OFF, ...) continues as new."""
     product_check_wait: timedelta = timedelta(minutes=1)
     """How long the live-resource check waits for a `worker` product's worker to take it. A
     worker that is down does not hold the check: its own purge checks again before it removes
     anything (the product kit refuses to purge an account with live resources)."""
-    """Events after which a long wait (AWAITING_TASKS, PURGE_BLOCKED) continues as new."""
     http_callback_wait: timedelta = timedelta(minutes=10)
     """How long an `http` product's purge awaits its callback; then its API is polled."""
     http_poll_interval: timedelta = timedelta(minutes=1)
+    cooling_off: CoolingOffDuration = timedelta(0)
+    """Frozen and restorable this long before purging starts (`P15D`; PT0S: purge at once)."""
 
     @model_validator(mode="after")
     def _durations_are_bounded(self) -> DeletionPolicy:
@@ -81,36 +90,7 @@ class DeletionPolicy(_Model):
         return self
 
 
-# --- signals ----------------------------------------------------------------------------------
-
-
-class SubmitCodeInput(_Model):
-    code: str = Field(pattern=CODE_PATTERN)
-
-
-class ResendCodeInput(_Model):
-    pass
-
-
-class RecheckInput(_Model):
-    pass
-
-
-class RetryPurgesInput(_Model):
-    pass
-
-
-class CancelInput(_Model):
-    reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT_PATTERN)
-
-
-class CancelOutcome(_Model):
-    """The `cancel_deletion` update's answer: the run will end CANCELLED at its next step (an
-    update that is not honoured is rejected instead, and leaves no trace in history)."""
-
-    stage: Stage
-    """The stage the run was in when the cancellation was accepted."""
-    reason: str
+# --- signals and updates: their inputs and answers are in contract/messages.py ---------------
 
 
 # --- findings and progress --------------------------------------------------------------------
@@ -221,13 +201,15 @@ class CarriedState(_Model):
 
     resume_at: Stage
     """CHECKING_PREREQUISITES (a long wait for tasks), FREEZING (a frozen account no purge
-    touched yet) or PURGING (a long purge block, or a frozen account whose purge began)."""
+    touched yet), COOLING_OFF (a long window, or an ended run's window) or PURGING (a long
+    purge block, or a frozen account whose purge began)."""
     requested_at: datetime
     tasks_deadline: datetime | None = None
     verified: bool = False
     pending_tasks: list[PendingTask] = []
     products: list[ProductProgress] = []
     receipts: list[ProductReceipt] = []
+    cooling_off: CoolingOffWindow | None = None
 
 
 class DeletionRequest(_Model):
@@ -275,6 +257,8 @@ class DeletionStatus(_Model):
     deadline: datetime | None = None
     """When the current wait ends the run as EXPIRED, if it is waiting."""
     closed_reason: str | None = None
+    purge_starts_at: datetime | None = None
+    """In COOLING_OFF: when the window ends and purging starts, unless the account is restored."""
     registry_version: str | None = None
     """Which product registry the purge was planned with (a digest of its product names)."""
 
@@ -384,8 +368,9 @@ class ProgressRecord(_Model):
     closed: bool = False
     receipt: DeletionReceipt | None = None
     deadline: datetime | None = None
-    """When the current wait ends the run as EXPIRED (the status query's `deadline`). Defaults
-    to None: records of histories written before it existed still decode and replay."""
+    """When the current wait ends the run as EXPIRED (the status query's `deadline`), or in
+    COOLING_OFF when purging starts (its `purge_starts_at`). Defaults to None: records of
+    histories written before it existed still decode and replay."""
 
 
 class FinalizeInput(_Model):

@@ -15,12 +15,14 @@ class Stage(StrEnum):
     AWAITING_TASKS = "AWAITING_TASKS"
     AWAITING_VERIFICATION = "AWAITING_VERIFICATION"
     FREEZING = "FREEZING"
+    COOLING_OFF = "COOLING_OFF"
     PURGING = "PURGING"
     PURGE_BLOCKED = "PURGE_BLOCKED"
     RELEASING_IDENTIFIERS = "RELEASING_IDENTIFIERS"
     DELETED = "DELETED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    RESTORED = "RESTORED"
 
     @property
     def is_final(self) -> bool:
@@ -28,7 +30,8 @@ class Stage(StrEnum):
 
     @property
     def is_cancellable(self) -> bool:
-        """Before the point of no return (the first purge) the user may still cancel."""
+        """Before the point of no return (the first purge, or the end of the cooling-off) the
+        user may still cancel."""
         return Stage.CANCELLED in NEXT_STAGES[self]
 
 
@@ -50,7 +53,15 @@ NEXT_STAGES: Mapping[Stage, frozenset[Stage]] = {
     # 2. Verification.
     Stage.AWAITING_VERIFICATION: frozenset({Stage.FREEZING, Stage.EXPIRED, Stage.CANCELLED}),
     # 3. Freeze and check again: anything new goes back to the check (account unfrozen).
-    Stage.FREEZING: frozenset({Stage.PURGING, Stage.CHECKING_PREREQUISITES, Stage.CANCELLED}),
+    Stage.FREEZING: frozenset(
+        {Stage.PURGING, Stage.COOLING_OFF, Stage.CHECKING_PREREQUISITES, Stage.CANCELLED}
+    ),
+    #    With a cooling-off (DeletionPolicy.cooling_off): frozen, nothing purged, until it ends
+    #    (a last check: new tasks go back to the check, the account still frozen) or the user
+    #    restores the account or cancels.
+    Stage.COOLING_OFF: frozenset(
+        {Stage.PURGING, Stage.CHECKING_PREREQUISITES, Stage.RESTORED, Stage.CANCELLED}
+    ),
     # 4. Purge: the point of no return; from here the run only goes forward.
     Stage.PURGING: frozenset({Stage.PURGE_BLOCKED, Stage.RELEASING_IDENTIFIERS}),
     Stage.PURGE_BLOCKED: frozenset({Stage.PURGING}),
@@ -59,6 +70,7 @@ NEXT_STAGES: Mapping[Stage, frozenset[Stage]] = {
     Stage.DELETED: frozenset(),
     Stage.CANCELLED: frozenset(),
     Stage.EXPIRED: frozenset(),
+    Stage.RESTORED: frozenset(),
 }
 
 

@@ -30,10 +30,10 @@ from temporalio.common import (
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from contract.errors import ALREADY_ASKED, NO_CODES_LEFT, TOO_SOON, UNKNOWN_PRODUCT
+from contract.errors import ALREADY_ASKED
+from contract.messages import RestoreInput
 from contract.models import (
     CancelInput,
-    CarriedState,
     CodeCheck,
     ConfirmPurgeInput,
     DeletionPolicy,
@@ -50,6 +50,7 @@ from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
 from core.codec import data_converter
 from core.config import ConfigurationError, Settings
+from starter.closing import closed_after_its_final_stage
 from starter.details import static_details
 from starter.errors import (
     AccountAlreadyDeleted,
@@ -57,14 +58,13 @@ from starter.errors import (
     ActionNotAllowed,
     DeletionNotFound,
     NoCodesLeft,
-    ProductNotFound,
     TooSoon,
 )
 from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
-from starter.refusals import REFUSED_CODES, refusal_of
+from starter.refusals import REFUSED_CODES, client_error, refusal_of
 from store.code_limits import code_allowance
 from store.progress import rows_purged
-from store.resumption import purging_began, unclosed_request_time, unfreeze_after_ended_run
+from store.resumption import purging_began, resumption, unfreeze_after_ended_run
 from workflows.account_deletion import AccountDeletion
 
 
@@ -111,14 +111,23 @@ class DeletionClient:
         *,
         requested_by: str = "console",
         policy: DeletionPolicy | None = None,
+        cooling_off: timedelta | None = None,
     ) -> StartedDeletion:
-        """Starts a deletion, or returns the one already in progress for this account."""
+        """Starts a deletion, or returns the one already in progress for this account.
+        `cooling_off` (at most 90 days) sets the policy's: purging waits for it, restorable."""
+        policy = policy or DeletionPolicy()
+        if cooling_off is not None:  # validated: a bad value is a ValidationError, nothing starts
+            policy = DeletionPolicy.model_validate({**dict(policy), "cooling_off": cooling_off})
         status = await self._account_status(account_id)
         if status == "deleted":
             raise AccountAlreadyDeleted(f"account {account_id} is already deleted")
         workflow_id = workflow_id_for(account_id)
         running = await self._describe(account_id)
-        if running is not None and running.status == WorkflowExecutionStatus.RUNNING:
+        if (
+            running is not None
+            and running.status == WorkflowExecutionStatus.RUNNING
+            and not await closed_after_its_final_stage(self._handle(account_id), running)
+        ):
             return StartedDeletion(workflow_id, running.run_id, started=False)
         if (wait := await self.code_limit_retry_after(account_id)) is not None:
             # The run could send no code: refuse before starting it.
@@ -130,10 +139,10 @@ class DeletionClient:
         request = DeletionRequest(
             account_id=account_id,
             requested_by=requested_by,
-            policy=policy or DeletionPolicy(),
+            policy=policy,
             # A frozen account with no run: an earlier run ended (terminated) after the user
             # confirmed. Resume it where it stood; the freeze and the purges are idempotent.
-            carried=await self._resumption(account_id) if status == "frozen" else None,
+            carried=await resumption(self._pool, account_id) if status == "frozen" else None,
         )
         handle = await self._client.start_workflow(
             AccountDeletion.run,
@@ -167,14 +176,6 @@ class DeletionClient:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
             return None
-
-    async def _resumption(self, account_id: str) -> CarriedState:
-        began = await purging_began(self._pool, account_id)
-        return CarriedState(
-            resume_at=Stage.PURGING if began else Stage.FREEZING,
-            requested_at=await unclosed_request_time(self._pool, account_id) or datetime.now(UTC),
-            verified=True,
-        )
 
     async def unfreeze(self, account_id: str, operator: str) -> None:
         """For an operator: unfreezes an account whose deletion run ended (terminated) before
@@ -319,6 +320,13 @@ class DeletionClient:
         cancel = CancelInput(reason=reason)
         await self._ask(account_id, AccountDeletion.request_cancel, cancel, "be cancelled")
 
+    async def restore(self, account_id: str, reason: str | None = None) -> None:
+        """Stops the deletion during its cooling-off and gives the account back, unfrozen (the
+        run ends RESTORED). Answers once the run accepted it, which it then always honours;
+        refused (ActionNotAllowed) outside the window, from its end on."""
+        restore = RestoreInput(reason=reason)
+        await self._ask(account_id, AccountDeletion.request_restore, restore, "be restored")
+
     async def _ask(self, account_id: str, update: Any, request: BaseModel, verb: str) -> None:
         """Sends an update and turns its validator's refusal into the client's errors: a
         request already standing is the effect of one; too soon is TooSoon; the wrong stage,
@@ -332,13 +340,8 @@ class DeletionClient:
             refusal = refusal_of(error)
             if refusal is not None and refusal.type == ALREADY_ASKED:
                 return
-            if refusal is not None and refusal.type == UNKNOWN_PRODUCT:
-                raise ProductNotFound(refusal.message) from error
-            if refusal is not None and refusal.type == NO_CODES_LEFT:
-                raise NoCodesLeft(refusal.message) from error
-            if refusal is not None and refusal.type == TOO_SOON:
-                wait = refusal.details[0] if refusal.details else None
-                raise TooSoon(refusal.message, int(wait) if wait is not None else 1) from error
+            if refusal is not None and (known := client_error(refusal)) is not None:
+                raise known from error
             stage = (await self.status(account_id)).stage
             message = refusal.message if refusal else f"cannot {verb} in stage {stage.value}"
             raise ActionNotAllowed(message, stage) from error
@@ -352,14 +355,7 @@ class DeletionClient:
         overdue_after: timedelta = DEFAULT_OVERDUE_AFTER,
     ) -> list[ListedDeletion]:
         """Deletions recorded in PostgreSQL, most recently changed first, optionally only those
-        in one stage and/or only the overdue ones.
-
-        An open deletion is overdue when
-        - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION) and the deadline has
-          passed: the run should have ended as EXPIRED by now, so no worker is moving it; or
-        - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
-          stage such as PURGING) and has not changed stage for longer than `overdue_after`.
-        """
+        in one stage and/or only the overdue ones (`starter.records.list_deletions`)."""
         return await list_deletions(
             self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after
         )

@@ -22,6 +22,9 @@ def static_details(request: DeletionRequest) -> str:
             " attempts each",
             f"- purges retried {policy.purge_attempts} times, heartbeat timeout"
             f" {policy.purge_heartbeat_timeout}",
+            f"- cooling-off {policy.cooling_off}: frozen and restorable before purging"
+            if policy.cooling_off
+            else "- no cooling-off: purging starts once the account is frozen",
             "",
             "Stuck? `DeletionStage` shows where; `PURGE_BLOCKED` waits for `retry_failed_purges`.",
         ]

@@ -18,8 +18,9 @@ from registry.products import PRODUCTS
 DEFAULT_OVERDUE_AFTER = timedelta(hours=24)
 """How long a deletion may stay in a stage without a deadline before `list` calls it overdue."""
 
-_WAITING_STAGES = (Stage.AWAITING_TASKS, Stage.AWAITING_VERIFICATION)
-"""Stages that wait with a deadline, after which the run ends as EXPIRED."""
+_WAITING_STAGES = (Stage.AWAITING_TASKS, Stage.AWAITING_VERIFICATION, Stage.COOLING_OFF)
+"""Stages that wait with a deadline, after which the run ends as EXPIRED (or, for COOLING_OFF,
+starts purging: the row's deadline is then when purging starts)."""
 
 
 class ListedDeletion(DeletionStatus):
@@ -34,7 +35,8 @@ async def recorded_status(pool: asyncpg.Pool, account_id: str) -> DeletionStatus
     """The account's deletion as last recorded; None if none was ever requested."""
     row = await pool.fetchrow(
         """
-        select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at
+        select workflow_id, account_id, stage, requested_by, pending_tasks, products, closed_at,
+            deadline
         from deletions where account_id = $1
         """,
         account_id,
@@ -50,7 +52,13 @@ async def list_deletions(
     overdue: bool,
     overdue_after: timedelta,
 ) -> list[ListedDeletion]:
-    """Most recently changed first; see `DeletionClient.list` for what overdue means."""
+    """Most recently changed first. An open deletion is overdue when
+    - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION, COOLING_OFF until its
+      purge starts) and the deadline has passed: the run should have moved on by now, so no
+      worker is moving it; or
+    - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
+      stage such as PURGING) and has not changed stage for longer than `overdue_after`.
+    """
     rows = await pool.fetch(
         """
         with listed as (
@@ -91,12 +99,14 @@ def _status_from_row(row: asyncpg.Record) -> DeletionStatus:
         ),
         identifiers_released=stage is Stage.DELETED,
         verified=stage in _VERIFIED_STAGES,
+        purge_starts_at=row["deadline"] if stage is Stage.COOLING_OFF else None,
     )
 
 
 def _listed_from_row(row: asyncpg.Record) -> ListedDeletion:
     fields = dict(_status_from_row(row))
-    fields["deadline"] = row["deadline"] if row["closed_at"] is None else None
+    open_wait = row["closed_at"] is None and row["stage"] != Stage.COOLING_OFF
+    fields["deadline"] = row["deadline"] if open_wait else None
     return ListedDeletion(**fields, stage_since=row["updated_at"], overdue=row["overdue"])
 
 
@@ -105,6 +115,8 @@ _REGISTRY_ORDER = {product.name: index for index, product in enumerate(PRODUCTS)
 
 _VERIFIED_STAGES = {
     Stage.FREEZING,
+    Stage.COOLING_OFF,
+    Stage.RESTORED,
     Stage.PURGING,
     Stage.PURGE_BLOCKED,
     Stage.RELEASING_IDENTIFIERS,

@@ -7,10 +7,13 @@ a deletion whose row never reached a purging stage and that has no progress purg
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 
+from contract.cooling_off import REMINDER_BEFORE_END, CoolingOffWindow, Notice
+from contract.models import CarriedState
 from contract.names import workflow_id_for
 from contract.stages import Stage
 from store.audit import audit
@@ -44,6 +47,37 @@ async def unclosed_request_time(pool: asyncpg.Pool, account_id: str) -> datetime
         workflow_id_for(account_id),
     )
     return requested_at
+
+
+async def resumption(pool: asyncpg.Pool, account_id: str) -> CarriedState:
+    """Where a new start resumes the deletion of a frozen account whose run ended: at the
+    freeze if no purge began, else at PURGING; confirmed already (no new code). A run ended in
+    its cooling-off resumes the same window (its end is the row's deadline): the user keeps
+    the time they were told, whatever the new start's policy."""
+    began = await purging_began(pool, account_id)
+    requested_at = await unclosed_request_time(pool, account_id) or datetime.now(UTC)
+    window_end: datetime | None = await pool.fetchval(
+        "select deadline from deletions where workflow_id = $1 and closed_at is null"
+        " and stage = $2",
+        workflow_id_for(account_id),
+        Stage.COOLING_OFF.value,
+    )
+    if window_end is not None and not began:
+        sent = [Notice.STARTED]
+        if datetime.now(UTC) >= window_end - REMINDER_BEFORE_END:
+            sent.append(Notice.REMINDER)  # the ended run's, most likely
+        window = CoolingOffWindow(window_id=str(uuid.uuid4()), ends_at=window_end, notified=sent)
+        return CarriedState(
+            resume_at=Stage.COOLING_OFF,
+            requested_at=requested_at,
+            verified=True,
+            cooling_off=window,
+        )
+    return CarriedState(
+        resume_at=Stage.PURGING if began else Stage.FREEZING,
+        requested_at=requested_at,
+        verified=True,
+    )
 
 
 async def unfreeze_after_ended_run(pool: asyncpg.Pool, account_id: str, operator: str) -> bool:

@@ -433,3 +433,49 @@ async def test_the_page_is_labelled_keyboard_reachable_visibly_focused_and_high_
             await _assert_readable(page, notes=1)
         finally:
             await context.close()
+
+
+# --- scenario: a cooling-off, and the page's button that gives the account back -----------------
+
+
+async def test_in_a_cooling_off_the_page_shows_the_date_and_its_button_restores_the_account(
+    api: Api, browser: Browser, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    inbox = Inbox()
+    account_id = await new_account(pool)
+    deletions = DeletionClient(client, pool, task_queue)
+    async with running_worker(client, pool, task_queue, inbox):
+        started = await api.http.post(
+            f"/v1/accounts/{account_id}/deletion", headers=AUTH, json={"cooling_off": "P15D"}
+        )
+        assert started.status_code == 202, started.text
+        url = started.json()["verification_url"]
+        code = await inbox.next_code(account_id)
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        await deletions.verify(account_id, code)
+        status = await wait_for_stage(deletions, account_id, Stage.COOLING_OFF)
+        assert status.purge_starts_at is not None
+        context = await browser.new_context(java_script_enabled=False)
+        try:
+            page = await context.new_page()
+            opened = await page.goto(url)
+            assert opened is not None and opened.status == 200
+            main = page.get_by_role("main")
+            await expect(main).to_contain_text(
+                f"will be deleted on {status.purge_starts_at:%d %B %Y at %H:%M} UTC"
+            )
+            # Reached with the keyboard and pressed with Enter.
+            await page.get_by_role("button", name="Restore my account").focus()
+            async with page.expect_navigation():
+                await page.keyboard.press("Enter")
+            await expect(page.get_by_role("status")).to_contain_text(
+                "Your account has been restored"
+            )
+            await expect(page.get_by_role("button", name="Restore my account")).to_have_count(0)
+        finally:
+            await context.close()
+    assert (await deletions.status(account_id)).stage is Stage.RESTORED
+    assert (
+        await pool.fetchval("select status from accounts where account_id = $1", account_id)
+        == "active"
+    )

@@ -51,6 +51,10 @@ def test_histories_are_checked_in() -> None:
         "http_product_by_callback",
         "http_product_by_polling",
         "http_product_failed_then_retried",
+        "cooling_off_then_purged",
+        "cooling_off_new_tasks_then_purged",
+        "cooling_off_restored",
+        "cooling_off_continued_as_new",
     } <= names
 
 

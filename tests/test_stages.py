@@ -13,11 +13,12 @@ def test_every_stage_is_in_the_table_and_every_successor_is_a_stage() -> None:
         assert successors <= set(Stage)
 
 
-def test_the_final_stages_are_the_three_endings_of_spec() -> None:
+def test_the_final_stages_are_the_endings_of_spec() -> None:
     assert {stage for stage in Stage if stage.is_final} == {
         Stage.DELETED,
         Stage.CANCELLED,
         Stage.EXPIRED,
+        Stage.RESTORED,
     }
 
 
@@ -27,6 +28,19 @@ def test_cancellation_is_possible_only_before_the_point_of_no_return() -> None:
         Stage.AWAITING_TASKS,
         Stage.AWAITING_VERIFICATION,
         Stage.FREEZING,
+        Stage.COOLING_OFF,
+    }
+
+
+def test_only_a_cooling_off_can_restore_and_it_ends_before_any_purge() -> None:
+    assert {stage for stage in Stage if Stage.RESTORED in NEXT_STAGES[stage]} == {Stage.COOLING_OFF}
+    assert {stage for stage in Stage if Stage.COOLING_OFF in NEXT_STAGES[stage]} == {Stage.FREEZING}
+    # Its end is the point of no return; new tasks send it back (the account still frozen).
+    assert NEXT_STAGES[Stage.COOLING_OFF] == {
+        Stage.PURGING,
+        Stage.CHECKING_PREREQUISITES,
+        Stage.RESTORED,
+        Stage.CANCELLED,
     }
 
 
@@ -73,6 +87,10 @@ def test_identifiers_are_released_only_after_purging() -> None:
         (Stage.PURGE_BLOCKED, Stage.DELETED),
         (Stage.DELETED, Stage.CHECKING_PREREQUISITES),
         (Stage.EXPIRED, Stage.CANCELLED),
+        (Stage.AWAITING_TASKS, Stage.RESTORED),
+        (Stage.PURGING, Stage.RESTORED),
+        (Stage.COOLING_OFF, Stage.DELETED),
+        (Stage.RESTORED, Stage.COOLING_OFF),
     ],
 )
 def test_a_move_outside_the_table_is_refused(current: Stage, new: Stage) -> None:
@@ -88,6 +106,11 @@ def test_the_moves_of_the_flow_are_allowed() -> None:
         (Stage.AWAITING_VERIFICATION, Stage.FREEZING),
         (Stage.FREEZING, Stage.CHECKING_PREREQUISITES),
         (Stage.FREEZING, Stage.PURGING),
+        (Stage.FREEZING, Stage.COOLING_OFF),
+        (Stage.COOLING_OFF, Stage.PURGING),
+        (Stage.COOLING_OFF, Stage.CHECKING_PREREQUISITES),
+        (Stage.COOLING_OFF, Stage.RESTORED),
+        (Stage.COOLING_OFF, Stage.CANCELLED),
         (Stage.PURGING, Stage.PURGE_BLOCKED),
         (Stage.PURGE_BLOCKED, Stage.PURGING),
         (Stage.PURGING, Stage.RELEASING_IDENTIFIERS),

@@ -115,10 +115,16 @@ async def record_progress(record: ProgressRecord) -> None:
 
 async def send_confirmation() -> None:
     """Retried for a day; the account is deleted either way (the message stays in the outbox)."""
+    await deliver_from_outbox(f"deleted-{workflow.info().workflow_id}", "confirmation")
+
+
+async def deliver_from_outbox(idempotency_key: str, what: str) -> None:
+    """Delivers a message the outbox holds, retried for a day; one still undelivered then is
+    logged and left (expired) in the outbox: the run goes on either way."""
     try:
         await workflow.execute_activity_method(
             NotificationActivities.deliver_notification,
-            DeliverNotificationInput(idempotency_key=f"deleted-{workflow.info().workflow_id}"),
+            DeliverNotificationInput(idempotency_key=idempotency_key),
             start_to_close_timeout=SHORT,
             schedule_to_close_timeout=CONFIRMATION_DEADLINE,
             retry_policy=dataclasses.replace(
@@ -126,4 +132,4 @@ async def send_confirmation() -> None:
             ),
         )
     except ActivityError as error:
-        workflow.logger.warning("confirmation not delivered: %s", error_message(error))
+        workflow.logger.warning("%s not delivered: %s", what, error_message(error))

@@ -2,10 +2,11 @@
 
 Reads like the flow in SPEC.md: one step per stage (`_steps`), each returning the stage that
 comes next, moved through the stage machine of `contract.stages`. Steps 1 to 3 (check
-prerequisites, verify, freeze and check again) may still be cancelled; purging is the point of
-no return, after which the run only goes forward (purge every product, release the
-identifiers, finalize). Every side effect is an activity; the stage is kept current in the
-`status` query, the search attributes and the deletion's row in PostgreSQL.
+prerequisites, verify, freeze and check again, and the cooling-off when the policy asks for
+one) may still be cancelled; purging is the point of no return, after which the run only goes
+forward (purge every product, release the identifiers, finalize). Every side effect is an
+activity; the stage is kept current in the `status` query, the search attributes and the
+deletion's row in PostgreSQL. The signals, updates and query are in `workflows.messages`.
 """
 
 from __future__ import annotations
@@ -21,30 +22,22 @@ with workflow.unsafe.imports_passed_through():
     from contract.errors import PURGES_UNFINISHED
     from contract.models import (
         AccountRef,
-        CancelInput,
-        CancelOutcome,
-        CodeCheck,
-        ConfirmPurgeInput,
-        DeletionPolicy,
         DeletionReceipt,
         DeletionRequest,
-        DeletionStatus,
         FinalizeInput,
-        RecheckInput,
-        ResendCodeInput,
-        RetryPurgesInput,
-        SubmitCodeInput,
+        PendingTask,
     )
     from contract.names import ACCOUNT_ID
     from contract.stages import Stage
     from workflows import account_calls as account
-    from workflows import asks
+    from workflows.cooling_off import CoolingOff
     from workflows.failures import error_type
+    from workflows.messages import DeletionMessages
     from workflows.policies import wait_until
     from workflows.purge import ProductPurges
     from workflows.run_control import continue_as_new, history_is_long, irrevocably
     from workflows.stage_machine import StageMachine
-    from workflows.verification import CodeVerification, not_awaited
+    from workflows.verification import CodeVerification
 
 Step = Callable[[], Awaitable[Stage]]
 
@@ -55,7 +48,9 @@ REPLANS_BACK_OFF = "replans-back-off"
 
 
 @workflow.defn(name="AccountDeletion")
-class AccountDeletion:
+class AccountDeletion(DeletionMessages):
+    """The saga; its signals, updates and query are `DeletionMessages`'."""
+
     @workflow.init
     def __init__(self, request: DeletionRequest) -> None:
         self._request = request
@@ -67,12 +62,18 @@ class AccountDeletion:
         self._receipt: DeletionReceipt | None = None
         self._codes = CodeVerification(request.account_id, request.policy)
         self._codes.verified = carried.verified if carried else False
+        self._window = CoolingOff(
+            request.account_id, request.policy, carried.cooling_off if carried else None
+        )
         self._identifiers_released = False
         self._irrevocable = not self._at.stage.is_cancellable
         """Set in the same step that decides to purge: no cancellation is accepted after it."""
         self._replans = 0
         """Releases refused (PURGES_UNFINISHED) since the last successful plan or retry."""
         self._compensations: list[Callable[[], Awaitable[None]]] = []
+        if self._window.window is not None and self._at.stage.is_cancellable:
+            # Continued during or after a cooling-off: the account is frozen.
+            self._compensations.append(lambda: account.unfreeze(self._ref))
         # What the user and operators asked for; the run acts on it at its next step.
         self._recheck_requested = False
         self._last_check_at: datetime | None = None
@@ -88,6 +89,7 @@ class AccountDeletion:
             Stage.CHECKING_PREREQUISITES: self._check_prerequisites,  # 1 (AWAITING_TASKS)
             Stage.AWAITING_VERIFICATION: self._verify,  # 2
             Stage.FREEZING: self._freeze_and_check_again,  # 3
+            Stage.COOLING_OFF: self._cool_off,  # 3 (with a cooling-off)
             Stage.PURGING: self._purge_every_product,  # 4 (PURGE_BLOCKED)
             Stage.RELEASING_IDENTIFIERS: self._release_identifiers_and_finalize,  # 5
         }
@@ -103,12 +105,13 @@ class AccountDeletion:
         if stage.is_cancellable:
             stage = await self._until_point_of_no_return(stage)
             if stage.is_final:
+                await self._compensate()  # an account still frozen after its cooling-off
                 return await self._close(stage)
         return await irrevocably(self._beyond_point_of_no_return(stage))
 
     async def _until_point_of_no_return(self, stage: Stage) -> Stage:
         """Steps 1 to 3, which may still be cancelled. Returns PURGING once the account is
-        frozen and clear, or the stage the run ends in (CANCELLED, EXPIRED)."""
+        frozen and clear, or the stage the run ends in (CANCELLED, EXPIRED, RESTORED)."""
         try:
             while stage.is_cancellable:
                 stage = await self._steps()[stage]()
@@ -173,9 +176,11 @@ class AccountDeletion:
 
     async def _freeze_and_check_again(self) -> Stage:
         """Step 3, the first saga step (compensated by unfreeze). Anything attached since the
-        first check unfreezes the account and sends the run back to step 1."""
+        first check unfreezes the account (not after a cooling-off) and sends the run back to
+        step 1."""
         await self._at.move_to(Stage.FREEZING)
-        self._compensations.append(lambda: account.unfreeze(self._ref))
+        if not self._compensations:  # (after a cooling-off the account is frozen already)
+            self._compensations.append(lambda: account.unfreeze(self._ref))
         try:
             if workflow.patched(FREEZE_FINISHES_BEFORE_UNFREEZE):
                 await account.freeze_to_its_end(self._ref)
@@ -187,16 +192,52 @@ class AccountDeletion:
             raise
         if report.pending_tasks:
             self._at.pending_tasks = report.pending_tasks
-            await self._compensate()
+            if not self._window.over:
+                await self._compensate()
             # New tasks late in the run: the user gets the full time again.
             self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
             return Stage.CHECKING_PREREQUISITES
         if self._cancel_requested:
             await self._compensate()
             return Stage.CANCELLED
+        if self._window.due:
+            return Stage.COOLING_OFF  # frozen, nothing purged: its end is the point of no return
         self._compensations.clear()
         self._irrevocable = True  # the point of no return: no await since the cancel check
         return Stage.PURGING
+
+    async def _cool_off(self) -> Stage:
+        """Step 3 with a cooling-off: frozen, nothing purged, until the window ends; a restore
+        or a cancel meanwhile unfreezes the account. From its end neither is accepted (the
+        point of no return): a last check (a bill issued meanwhile is arrears) sends the run
+        back to step 1, the account still frozen, or on to the purge."""
+        self._at.purge_starts_at = self._window.begin()
+        await self._at.move_to(Stage.COOLING_OFF)
+        while not await self._window.wait(self._stopping):
+            await self._continue_as_new_if_long(Stage.COOLING_OFF)
+        self._at.purge_starts_at = None  # (the row keeps it until the next move)
+        if self._stopping():
+            await self._compensate()
+            if not self._window.restore_requested:
+                return Stage.CANCELLED
+            self._cancel_reason = self._window.restore_reason
+            return Stage.RESTORED
+        tasks = await self._check_once_more()  # (nothing asked since its end is accepted)
+        if tasks:
+            self._at.pending_tasks = tasks
+            self._window.end_with_new_tasks()  # the unfreeze stays the compensation
+            self._tasks_deadline = workflow.now() + self._policy.tasks_deadline
+            return Stage.CHECKING_PREREQUISITES
+        self._compensations.clear()
+        self._irrevocable = True  # the point of no return (nothing was accepted since the end)
+        return Stage.PURGING
+
+    async def _check_once_more(self) -> list[PendingTask]:
+        return (await account.check_prerequisites(self._ref, self._policy)).pending_tasks
+
+    def _stopping(self) -> bool:
+        """A cancel or a restore was accepted: the run will end at its next step."""
+        return self._cancel_requested or self._window.restore_requested
 
     async def _purge_every_product(self) -> Stage:
         """Step 4: purges all products in parallel; failed ones wait for `retry_failed_purges`."""
@@ -245,7 +286,8 @@ class AccountDeletion:
 
     async def _close(self, stage: Stage) -> DeletionReceipt:
         """Ends the run: DELETED with the receipt `finalize_deletion` recorded (and a
-        confirmation to the user), or CANCELLED/EXPIRED with a receipt saying why not."""
+        confirmation to the user), or CANCELLED/EXPIRED/RESTORED with a receipt saying why not
+        (a restore is confirmed to the user)."""
         if stage is Stage.DELETED:
             assert self._receipt is not None
             receipt = self._receipt
@@ -255,6 +297,8 @@ class AccountDeletion:
         else:
             assert self._requested_at is not None
             receipt = await self._at.end(stage, self._requested_at, self._cancel_reason)
+            if stage is Stage.RESTORED:
+                await self._window.confirm_restored()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return receipt
 
@@ -264,7 +308,11 @@ class AccountDeletion:
             return
         assert self._requested_at is not None
         carried = self._at.carried(
-            resume_at, self._requested_at, self._tasks_deadline, verified=self._codes.verified
+            resume_at,
+            self._requested_at,
+            self._tasks_deadline,
+            verified=self._codes.verified,
+            cooling_off=self._window.window,
         )
         await continue_as_new(self._request, carried)
 
@@ -273,125 +321,7 @@ class AccountDeletion:
         while self._compensations:
             await self._compensations.pop()()
 
-    # --- messages: signals for callers that need no answer, updates that answer truthfully ---
-
-    @workflow.signal
-    def submit_verification_code(self, request: SubmitCodeInput) -> None:
-        if self._awaiting_code():
-            self._codes.submit(request.code)
-
-    @workflow.update
-    async def verify_code(self, request: SubmitCodeInput) -> CodeCheck:
-        """Attempts are checked one at a time in arrival order, with signalled ones."""
-        reply: asyncio.Future[CodeCheck] = asyncio.get_running_loop().create_future()
-        self._codes.submit(request.code, reply)
-        return await reply
-
-    @verify_code.validator
-    def _verify_code_only_while_it_can_count(self, request: SubmitCodeInput) -> None:
-        """Rejected before it reaches history: no code awaited, or it is locked or expired."""
-        if not self._awaiting_code():
-            raise not_awaited()
-        self._codes.refuse_useless_submission()
-
-    def _awaiting_code(self) -> bool:
-        return self._at.stage is Stage.AWAITING_VERIFICATION and not self._codes.verified
-
-    @workflow.signal
-    def resend_verification_code(self, request: ResendCodeInput | None = None) -> None:
-        if self._awaiting_code():
-            self._codes.resend_requested = True
-
-    @workflow.update
-    async def request_resend(self, request: ResendCodeInput) -> None:
-        self.resend_verification_code(request)
-
-    @request_resend.validator
-    def _resend_only_when_one_can_be_sent(self, request: ResendCodeInput) -> None:
-        asks.refuse_unless(self._awaiting_code(), self._at.stage, "resend the code")
-        self._codes.refuse_useless_resend()
-
-    @workflow.signal
-    def recheck_prerequisites(self, request: RecheckInput | None = None) -> None:
-        self._recheck_requested = True
-
-    @workflow.update
-    async def request_recheck(self, request: RecheckInput) -> None:
-        self.recheck_prerequisites(request)
-
-    @request_recheck.validator
-    def _recheck_only_while_waiting_and_not_too_often(self, request: RecheckInput) -> None:
-        asks.refuse_unless(self._at.stage is Stage.AWAITING_TASKS, self._at.stage, "check again")
-        asks.refuse_if_asked(self._recheck_requested, "a check")
-        asks.refuse_if_sooner(self._last_check_at, self._policy.recheck_cooldown, "check")
-
-    @workflow.signal
-    def retry_failed_purges(self, request: RetryPurgesInput | None = None) -> None:
-        self._retry_requested = True
-
-    @workflow.update
-    async def request_retry(self, request: RetryPurgesInput) -> None:
-        self.retry_failed_purges(request)
-
-    @request_retry.validator
-    def _retry_only_while_blocked(self, request: RetryPurgesInput) -> None:
-        blocked = self._at.stage is Stage.PURGE_BLOCKED
-        asks.refuse_unless(blocked, self._at.stage, "retry the failed purges")
-        asks.refuse_if_asked(self._retry_requested, "a retry")
-
-    @workflow.update
-    async def confirm_purge(self, request: ConfirmPurgeInput) -> None:
-        """An operator's word that a person purged a `manual` product; who is in the receipt."""
-        self._purges.confirm(request)
-
-    @confirm_purge.validator
-    def _confirm_only_a_manual_purge_awaiting_it(self, request: ConfirmPurgeInput) -> None:
-        self._purges.refuse_confirmation(request)
-
-    @workflow.signal
-    def cancel(self, request: CancelInput | None = None) -> None:
-        """Honoured only before the point of no return; ignored afterwards."""
-        if self._cancellable() and not self._cancel_requested:
-            self._cancel_requested = True
-            self._cancel_reason = (request.reason if request else None) or "cancelled by the user"
-
-    @workflow.update
-    async def request_cancel(self, request: CancelInput) -> CancelOutcome:
-        """Accepted only before the point of no return, and then always honoured: the run ends
-        CANCELLED at its next step. Asked again, it answers the same."""
-        self.cancel(request)
-        assert self._cancel_reason is not None
-        return CancelOutcome(stage=self._at.stage, reason=self._cancel_reason)
-
-    @request_cancel.validator
-    def _cancel_only_before_the_point_of_no_return(self, request: CancelInput) -> None:
-        asks.refuse_cancel(self._cancellable(), self._at.stage)
-
-    def _cancellable(self) -> bool:
-        return self._at.stage.is_cancellable and not self._irrevocable
-
-    @workflow.query
-    def status(self) -> DeletionStatus:
-        return DeletionStatus(
-            account_id=self._request.account_id,
-            workflow_id=workflow.info().workflow_id,
-            stage=self._at.stage,
-            requested_by=self._request.requested_by,
-            pending_tasks=self._at.pending_tasks,
-            products=list(self._purges.progress.values()),
-            verification=self._codes.status if not self._codes.verified else None,
-            verified=self._codes.verified,
-            identifiers_released=self._identifiers_released,
-            deadline=self._at.deadline,
-            closed_reason=self._cancel_reason if self._at.stage.is_final else None,
-            registry_version=self._purges.registry_version,
-        )
-
     # --- helpers -------------------------------------------------------------------------------
-
-    @property
-    def _policy(self) -> DeletionPolicy:
-        return self._request.policy
 
     @property
     def _ref(self) -> AccountRef:

@@ -44,7 +44,12 @@ def refuse_if_sooner(last: datetime | None, cooldown: timedelta, what: str) -> N
         )
 
 
-def refuse_cancel(cancellable: bool, stage: Stage) -> None:
+def refuse_cancel(cancellable: bool, stage: Stage, restoring: bool = False) -> None:
+    if restoring:
+        raise ApplicationError(
+            "the account is being restored: the deletion ends without a cancellation",
+            type=CANCEL_REFUSED,
+        )
     if not cancellable:
         raise ApplicationError(
             f"the deletion cannot be cancelled in stage {stage.value}"

@@ -12,6 +12,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contract.cooling_off import CoolingOffWindow
     from contract.models import (
         CarriedState,
         DeletionReceipt,
@@ -37,6 +38,8 @@ class StageMachine:
         self._waiting_on_people = False
         self.deadline: datetime | None = None
         """When the current wait ends the run as EXPIRED (shown in the status and the row)."""
+        self.purge_starts_at: datetime | None = None
+        """In COOLING_OFF: when the window ends (the row records it as its wait's deadline)."""
 
     async def move_to(
         self, stage: Stage, *, receipt: DeletionReceipt | None = None, record: bool = True
@@ -69,7 +72,7 @@ class StageMachine:
                 products=list(self._purges.progress.values()),
                 closed=stage.is_final,
                 receipt=receipt,
-                deadline=self.deadline,
+                deadline=self.deadline or self.purge_starts_at,
             )
         )
 
@@ -96,6 +99,7 @@ class StageMachine:
         tasks_deadline: datetime | None,
         *,
         verified: bool,
+        cooling_off: CoolingOffWindow | None = None,
     ) -> CarriedState:
         """What the next run of this deletion starts from (continue-as-new)."""
         return CarriedState(
@@ -106,6 +110,7 @@ class StageMachine:
             pending_tasks=self.pending_tasks,
             products=list(self._purges.progress.values()),
             receipts=list(self._purges.receipts.values()),
+            cooling_off=cooling_off,
         )
 
     async def end(
@@ -128,6 +133,10 @@ class StageMachine:
     def details(self) -> str:
         """What the Temporal UI shows as the run's current details (no PII)."""
         lines = [f"**{self.stage.value}**"]
+        if self.purge_starts_at is not None:
+            lines.append(
+                f"purging starts {self.purge_starts_at:%Y-%m-%d %H:%M} UTC unless restored"
+            )
         lines += [f"- {task.category.value}: {task.item}" for task in self.pending_tasks]
         lines += [
             f"- {p.product}: {p.state.value}" + (f" ({p.failure})" if p.failure else "")

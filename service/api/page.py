@@ -128,6 +128,8 @@ def _stage(base: str, status: DeletionStatus) -> tuple[str, bool]:
         case Stage.FREEZING:
             accepted = "Your code was accepted. Your account is being prepared for deletion."
             return note(accepted), True
+        case Stage.COOLING_OFF:
+            return _cooling_off(base, status), False
         case Stage.PURGING:
             deleting = (
                 "Your code was accepted. Your account is being deleted; this can take a while."
@@ -143,8 +145,27 @@ def _stage(base: str, status: DeletionStatus) -> tuple[str, bool]:
             return note("The deletion was cancelled. Your account stays as it was."), False
         case Stage.EXPIRED:
             return note("This deletion request expired. Start a new one from the console."), False
+        case Stage.RESTORED:
+            restored = (
+                "Your account has been restored: nothing was deleted. Sign in again to use it."
+            )
+            return note(restored, "ok"), False
         case _:
             assert_never(stage)
+
+
+def _cooling_off(base: str, status: DeletionStatus) -> str:
+    """Frozen and restorable until purging starts: the date, and the one button that matters."""
+    starts = status.purge_starts_at
+    when = f"<strong>{starts:%d %B %Y at %H:%M} UTC</strong>" if starts else "the end of the wait"
+    return (
+        f"<p>Your account is frozen and will be deleted on {when}. Until then nothing is "
+        "deleted, and you can change your mind.</p>"
+        "<p>After that date its data is removed from every product and cannot be "
+        "recovered.</p>"
+        f'<form method="post" action="{base}/restore">'
+        '<button type="submit">Restore my account</button></form>'
+    )
 
 
 def _tasks(base: str, tasks: list[PendingTask]) -> str:

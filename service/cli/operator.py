@@ -1,5 +1,5 @@
 """The operator verbs: start, status (and --watch), verify, resend, recheck, retry, cancel,
-receipt and list, each run on the same client as the API."""
+restore, receipt and list, each run on the same client as the API."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _verb(
 
 
 async def _start(d: DeletionClient, a: argparse.Namespace) -> str:
-    started = await d.start(a.account_id, requested_by=a.requested_by)
+    started = await d.start(a.account_id, requested_by=a.requested_by, cooling_off=a.cooling_off)
     verb = "started" if started.started else "already in progress"
     return f"deletion {verb}: workflow {started.workflow_id} run {started.run_id}"
 
@@ -193,6 +193,11 @@ async def _cancel(d: DeletionClient, a: argparse.Namespace) -> str:
     return "the deletion will be cancelled"
 
 
+async def _restore(d: DeletionClient, a: argparse.Namespace) -> str:
+    await d.restore(a.account_id, a.reason)
+    return "the account will be restored: unfrozen, nothing deleted"
+
+
 async def _unfreeze(d: DeletionClient, a: argparse.Namespace) -> str:
     await d.unfreeze(a.account_id, a.by)
     return f"account {a.account_id} is active again (unfrozen by {a.by})"
@@ -225,6 +230,7 @@ COMMANDS: dict[str, Command] = {
     "recheck": _verb(_recheck),
     "retry": _verb(_retry),
     "cancel": _verb(_cancel),
+    "restore": _verb(_restore),
     "receipt": _verb(_receipt),
     "unfreeze": _verb(_unfreeze),
     "confirm-purge": _verb(_confirm_purge),

@@ -67,12 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = account_verb("start", "start the deletion of an account (idempotent)")
     start.add_argument("--requested-by", default="operator")
+    start.add_argument(
+        "--cooling-off",
+        type=_cooling_off,
+        metavar="DURATION",
+        help="keep the account frozen and restorable this long before purging: an ISO 8601"
+        " duration up to P90D, e.g. P15D (default PT0S: purge at once)",
+    )
     status = account_verb("status", "show a deletion's stage, pending tasks and products")
     status.add_argument(
         "--watch",
         action="store_true",
         help="redraw the status with a progress bar of rows purged per product until the run "
-        "ends (DELETED, CANCELLED or EXPIRED), then print the final status and exit 0; "
+        "ends (DELETED, CANCELLED, EXPIRED or RESTORED), then print the final status and exit 0; "
         "on a terminal the screen is redrawn, otherwise each change is printed anew",
     )
     status.add_argument(
@@ -89,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     account_verb("retry", "retry the products whose purge failed")
     cancel = account_verb("cancel", "cancel before the point of no return")
     cancel.add_argument("--reason", type=_plain_text)
+    restore = account_verb(
+        "restore", "give the account back during its cooling-off (unfrozen, nothing deleted)"
+    )
+    restore.add_argument("--reason", type=_plain_text)
     account_verb("receipt", "print the receipt of a finished deletion as JSON")
     unfreeze = account_verb(
         "unfreeze",
@@ -108,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="list deletions, most recently changed first",
         description="Deletions as recorded in PostgreSQL, most recently changed first. "
         "An open deletion is OVERDUE when it waits with a deadline (AWAITING_TASKS, "
-        "AWAITING_VERIFICATION) and the deadline has passed: the run should have ended as "
-        "EXPIRED, so no worker is moving it; or when it is in any other stage (PURGE_BLOCKED "
-        "waiting for a fix and `retry`, or a working stage such as PURGING) and has not changed "
-        "stage for longer than --overdue-after.",
+        "AWAITING_VERIFICATION, or COOLING_OFF until purging starts) and the deadline has "
+        "passed: the run should have moved on, so no worker is moving it; or when it is in "
+        "any other stage (PURGE_BLOCKED waiting for a fix and `retry`, or a working stage such "
+        "as PURGING) and has not changed stage for longer than --overdue-after.",
     )
     listing.add_argument(
         "--stage",
@@ -146,6 +157,15 @@ def _duration(text: str) -> timedelta:
             f"not a duration: {text!r} (a whole number and a unit: 90s, 30m, 24h, 7d)"
         )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _cooling_off(text: str) -> timedelta:
+    from contract.cooling_off import parse_cooling_off
+
+    try:
+        return parse_cooling_off(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _stage(text: str) -> Stage:

@@ -52,6 +52,11 @@ def render_status(status: DeletionStatus, progress: Mapping[str, RowCount] | Non
     ]
     if status.deadline:
         lines.append(f"deadline     {status.deadline:%Y-%m-%d %H:%M:%S} UTC")
+    if status.purge_starts_at:
+        lines.append(
+            f"purge starts {status.purge_starts_at:%Y-%m-%d %H:%M:%S} UTC"
+            " (cooling-off: `restore` gives the account back until then)"
+        )
     if status.verification:
         v = status.verification
         lines.append(
@@ -171,6 +176,10 @@ def _note(deletion: ListedDeletion, now: datetime) -> str:
     people = [t.product for t in deletion.pending_tasks if t.category is TaskCategory.MANUAL_PURGE]
     if people:
         return f"waiting on people: manual purge of {', '.join(p or '?' for p in people)}"
+    if (starts := deletion.purge_starts_at) is not None:
+        if deletion.overdue == "deadline_passed":
+            return f"OVERDUE: cooling-off ended {_age(now - starts)} ago, purge not started"
+        return f"cooling-off: purge starts in {_age(starts - now)}"
     if deletion.overdue == "deadline_passed" and deletion.deadline is not None:
         return f"OVERDUE: deadline passed {_age(now - deletion.deadline)} ago, run not expired"
     if deletion.overdue == "stalled":

@@ -1,5 +1,5 @@
 """`/v1/accounts/{account_id}/deletion`: the console backend starts a deletion, follows it,
-passes on the user's code, and rechecks, resends, retries or cancels.
+passes on the user's code, and rechecks, resends, retries, cancels or restores.
 
 Every POST takes an `Idempotency-Key` (`service.api.idempotency`): the code's key is the id of
 the Temporal update that checks it; the other verbs' answers are stored and replayed.
@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.cooling_off import CoolingOffDuration
 from contract.models import CodeCheck, DeletionReceipt, DeletionStatus
 from contract.names import (
     ACCOUNT_ID_PATTERN,
@@ -81,6 +82,14 @@ class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     requested_by: str = Field(default="console", max_length=200, pattern=REQUESTER_PATTERN)
     """The console user or operator id asking (shown to operators; not an email)."""
+    cooling_off: CoolingOffDuration | None = Field(default=None, examples=["P15D"])
+    """An ISO 8601 duration, PT0S to P90D: the account stays frozen and restorable this long
+    before purging starts (POST .../restore). Unset: PT0S, purging at once."""
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500, pattern=PLAIN_TEXT_PATTERN)
 
 
 @router.post("", status_code=202, response_model=DeletionStarted)
@@ -96,8 +105,10 @@ async def start(
     """Starts the deletion, or returns the one in progress (idempotent: one run per account)."""
 
     async def act() -> DeletionStarted:
-        requested_by = (body or StartRequest()).requested_by
-        started = await deletions.start(account_id, requested_by=requested_by)
+        asked = body or StartRequest()
+        started = await deletions.start(
+            account_id, requested_by=asked.requested_by, cooling_off=asked.cooling_off
+        )
         link = signer.sign(account_id, started.run_id)
         return DeletionStarted(
             workflow_id=started.workflow_id,
@@ -227,3 +238,21 @@ async def cancel(
         return Accepted(detail="the deletion will be cancelled")
 
     return await _signalled(store, key, account_id, "cancel", act, body)
+
+
+@router.post("/restore", status_code=202, response_model=Accepted)
+async def restore(
+    account_id: AccountId,
+    deletions: Deletions,
+    store: IdempotencyStore,
+    key: IdempotencyKey,
+    body: RestoreRequest | None = None,
+) -> Response:
+    """Gives the account back during its cooling-off: unfrozen, nothing deleted (the deletion
+    ends RESTORED); 409 outside it, from the moment purging begins."""
+
+    async def act() -> Accepted:
+        await deletions.restore(account_id, (body or RestoreRequest()).reason)
+        return Accepted(detail="the account will be restored")
+
+    return await _signalled(store, key, account_id, "restore", act, body)

@@ -1,5 +1,5 @@
 """The verification page: where the user enters the code, asks for a new one, checks the
-pending tasks again, or cancels.
+pending tasks again, cancels, or restores the account during its cooling-off.
 
 Every action redirects back to the page, which shows the outcome in words (`service.api.page`
 renders it). No token: the signed link under /verify/{link} is the credential.
@@ -120,6 +120,19 @@ async def resend(link: str, claim: Claims, deletions: Deletions) -> Response:
     return _back(link, "resent")
 
 
+@router.post("/restore")
+async def restore(link: str, claim: Claims, deletions: Deletions) -> Response:
+    """Gives the account back during its cooling-off; answers once the page shows it."""
+    if claim is None:
+        return _refused()
+    try:
+        await deletions.restore(claim.account_id, "restored on the verification page")
+    except DeletionError:
+        return _back(link, "restore_refused")
+    await _cancel_shown(deletions, claim.account_id)
+    return _back(link)
+
+
 @router.post("/cancel")
 async def cancel(link: str, claim: Claims, deletions: Deletions) -> Response:
     if claim is None:
@@ -138,6 +151,7 @@ _NOTICES = {
     "digits": "Enter the code's digits only: a code is 6 to 8 digits.",
     "not_now": "A code is not expected right now.",
     "cancel_refused": "The deletion can no longer be cancelled: deleting has begun.",
+    "restore_refused": "Your account can no longer be restored: deleting has begun.",
     "rechecked": "We checked your account again.",
     "recheck_refused": "There are no pending tasks to check right now.",
     "recheck_soon": "We checked your account moments ago. Check again in a few seconds.",
@@ -145,7 +159,7 @@ _NOTICES = {
 
 
 async def _cancel_shown(deletions: DeletionClient, account_id: str) -> None:
-    """Waits briefly for the workflow to act on the cancel signal, so the page shows it."""
+    """Waits briefly for the workflow to act on a cancel or a restore, so the page shows it."""
     for _ in range(50):
         if (await deletions.status(account_id)).stage.is_final:
             return
