@@ -301,7 +301,9 @@ async def test_a_worker_sigkilled_again_and_again_mid_purge_loses_nothing_and_re
         receipts = await fleet.receipts()
 
         for kill in kills:
-            assert 0 < kill.purged < fleet.total and kill.purges_in_flight, (
+            # In flight is the criterion: `purged` also counts the rows the runs themselves
+            # made (sessions, codes), so a kill during the last purge can pass `total`.
+            assert kill.purged > 0 and kill.purges_in_flight, (
                 f"a kill landed outside the purges: {kills}"
             )
         await fleet.assert_each_deleted_exactly_once(receipts)
