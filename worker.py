@@ -23,7 +23,9 @@ from activities.purge import PurgeActivities
 from activities.verification import VerificationActivities
 from core.code_hash import CodeHasher, code_hasher_for
 from core.config import ConfigurationError, Settings, load_settings
+from core.webhooks import webhook_signer
 from registry.catalog import Catalog, load_catalog
+from store.event_relay import EventRelay
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,27 @@ def make_notifier(settings: Settings, *, allow_log: bool = False) -> Notifier:
             f" {WEBHOOK_SETTINGS}"
         )
     return LogNotifier()
+
+
+def events_secret(settings: Settings) -> str | None:
+    """EVENTS_WEBHOOK_SECRET, checked, when EVENTS_WEBHOOK_URL is set (which requires it)."""
+    if not settings.events_webhook_url:
+        return None
+    if settings.events_webhook_secret is None:
+        raise ConfigurationError("EVENTS_WEBHOOK_URL needs EVENTS_WEBHOOK_SECRET (whsec_...)")
+    secret = settings.events_webhook_secret.get_secret_value()
+    webhook_signer(secret, "EVENTS_WEBHOOK_SECRET")
+    return secret
+
+
+def event_relay(settings: Settings, pool: asyncpg.Pool) -> EventRelay | None:
+    """The relay of stage events to the console backend, when EVENTS_WEBHOOK_URL is set. It
+    runs in the worker process, beside the activities that log the changes: no process more to
+    deploy, and every worker may run one (they share the outbox safely)."""
+    secret = events_secret(settings)
+    if secret is None or not settings.events_webhook_url:
+        return None
+    return EventRelay(pool, settings.events_webhook_url, secret)
 
 
 def activities_for(
@@ -143,6 +166,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
     code_hasher_for(settings)
     load_catalog(settings.products_file)  # refused here, before anything connects
+    events_secret(settings)
     async with AsyncExitStack() as stack:
         notifier = make_notifier(settings)
         if isinstance(notifier, WebhookNotifier):
@@ -160,10 +184,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         stack.push_async_callback(pool.close)
         client = await connect(settings, runtime)
         worker = build_worker(client, pool, notifier, settings)
+        relay = event_relay(settings, pool)
         logger.info("worker polling task queue %s", settings.temporal_task_queue)
         async with worker:
+            if relay is not None:
+                stack.push_async_callback(relay.aclose)
+                relaying = asyncio.create_task(relay.run(stop))
+                logger.info("stage events relayed to EVENTS_WEBHOOK_URL")
             await stop.wait()
             logger.info("worker stopping: finishing running activities")
+            if relay is not None:
+                await relaying
     logger.info("worker stopped")
 
 

@@ -7,11 +7,8 @@ Standard Webhooks way when it has a secret, and counts as delivered only on a 2x
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,17 +16,15 @@ from typing import Protocol, TextIO
 
 import asyncpg
 import httpx
-from standardwebhooks import Webhook
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accounts.identifiers import mask_email, mask_phone
 from contract.errors import NOTIFICATION_EXPIRED, UNKNOWN_NOTIFICATION
 from contract.models import DeliverNotificationInput
-from core.config import ConfigurationError
+from core.webhooks import signature_headers
+from core.webhooks import webhook_signer as webhook_signer  # re-exported: its home was here
 from store.db import Connection
-
-WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 @dataclass(frozen=True)
@@ -75,22 +70,6 @@ class DeliveryFailed(Exception):
     """The gateway did not accept the message; the activity retries."""
 
 
-def webhook_signer(secret: str, setting: str = "NOTIFY_WEBHOOK_SECRET") -> Webhook:
-    """The signer of a `whsec_<base64>` secret (the `standardwebhooks` package), checked first:
-    that package decodes any text leniently, and a typo must not become a different key."""
-    encoded = secret.strip().removeprefix(WEBHOOK_SECRET_PREFIX)
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if not secret.strip().startswith(WEBHOOK_SECRET_PREFIX) or not 24 <= len(key) <= 64:
-        raise ConfigurationError(
-            f"{setting} must be {WEBHOOK_SECRET_PREFIX} followed by the base64 of 24 to 64"
-            " random bytes"
-        )
-    return Webhook(key)
-
-
 class WebhookNotifier:
     """POSTs `{notification_id, account_id, channel, to, body}` to the gateway.
 
@@ -117,10 +96,7 @@ class WebhookNotifier:
         body = json.dumps(payload, separators=(",", ":"))
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.notification_id}
         if self._signer is not None:
-            sent_at = datetime.fromtimestamp(int(time.time()), UTC)
-            headers["webhook-id"] = message.notification_id
-            headers["webhook-timestamp"] = str(int(sent_at.timestamp()))
-            headers["webhook-signature"] = self._signer.sign(message.notification_id, sent_at, body)
+            headers |= signature_headers(self._signer, message.notification_id, body)
         try:
             response = await self._client.post(self._url, content=body.encode(), headers=headers)
         except httpx.HTTPError as error:

@@ -309,5 +309,9 @@ RETAINED_TABLES: dict[str, str] = {
     ),
     "purge_progress": "the purge's own bookkeeping, the source of the receipt's counts",
     "product_purges": "the purge's own bookkeeping: which products finished, and when",
+    "deletion_events": (
+        "stage changes (ids, stages, a count; no PII): the console's event outbox and the list's"
+        " history; the worker's event relay deletes them a week after delivery once superseded"
+    ),
 }
 """Tables that reference an account but are not purged, each with the reason."""

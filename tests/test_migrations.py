@@ -28,9 +28,16 @@ async def empty_database_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
         yield url
 
 
+RESERVED_MIGRATIONS = {11, 12, 13}
+"""Numbers handed to work in flight on other branches (each branch writes only its own): a gap
+here closes when they merge; remove each number once its migration is in."""
+
+
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
-    assert [int(v[:4]) for v in versions] == list(range(1, len(versions) + 1))
+    numbers = [int(v[:4]) for v in versions]
+    expected = range(1, max(numbers) + 1)
+    assert numbers == [n for n in expected if n not in RESERVED_MIGRATIONS or n in numbers]
 
 
 async def test_two_processes_migrating_at_once_apply_each_migration_once(
