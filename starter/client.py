@@ -60,7 +60,7 @@ from starter.errors import (
     ProductNotFound,
     TooSoon,
 )
-from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
+from starter.records import DEFAULT_OVERDUE_AFTER, DeletionPage, list_deletions, recorded_status
 from starter.refusals import REFUSED_CODES, refusal_of
 from store.code_limits import code_allowance
 from store.progress import rows_purged
@@ -346,13 +346,15 @@ class DeletionClient:
     async def list(
         self,
         stage: Stage | None = None,
-        limit: int = 100,
+        limit: int = 50,
         *,
         overdue: bool = False,
         overdue_after: timedelta = DEFAULT_OVERDUE_AFTER,
-    ) -> list[ListedDeletion]:
-        """Deletions recorded in PostgreSQL, most recently changed first, optionally only those
-        in one stage and/or only the overdue ones.
+        cursor: str | None = None,
+    ) -> DeletionPage:
+        """Deletions recorded in PostgreSQL, most recently changed first, a page at a time (a
+        snapshot: `starter.records.list_deletions`), optionally only those in one stage and/or
+        only the overdue ones.
 
         An open deletion is overdue when
         - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION) and the deadline has
@@ -361,7 +363,7 @@ class DeletionClient:
           stage such as PURGING) and has not changed stage for longer than `overdue_after`.
         """
         return await list_deletions(
-            self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after
+            self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after, cursor=cursor
         )
 
     async def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:

@@ -20,12 +20,20 @@ from service.api.codec_access import CodecAccess
 from service.api.links import LinkSigner
 from service.api.middleware import add_middleware
 from service.api.problems import EXCEPTION_HANDLERS
-from service.api.routes import accounts, codec, deletions, health, verification_page
+from service.api.routes import (
+    accounts,
+    codec,
+    deletion_list,
+    deletions,
+    health,
+    verification_page,
+)
 
 ROUTERS = (
     health.router,
     accounts.router,
     deletions.router,
+    deletion_list.router,
     verification_page.router,
     codec.router,
 )
