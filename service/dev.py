@@ -29,6 +29,7 @@ from service.embedded import (
     PAYLOAD_KEYS_FILE,
     EmbeddedPostgres,
     EmbeddedTemporal,
+    require_dev_extra,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
     # secret of its own in the codec endpoint's path, made anew at every start and handed
     # to nothing else (see service.api.codec_access).
     ui_codec_secret: str | None = None
+    require_dev_extra(settings)
     with ExitStack() as stack:
         update: dict[str, object] = {
             "api_token": _dev_token(settings),
