@@ -31,6 +31,7 @@ from service.embedded import (
     EmbeddedTemporal,
     require_dev_extra,
 )
+from starter.connection import with_temporal_profile
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
     # secret of its own in the codec endpoint's path, made anew at every start and handed
     # to nothing else (see service.api.codec_access).
     ui_codec_secret: str | None = None
+    settings = with_temporal_profile(settings)  # a profile's server instead of the embedded one
     require_dev_extra(settings)
     with ExitStack() as stack:
         update: dict[str, object] = {

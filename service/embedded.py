@@ -20,6 +20,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from core.config import ConfigurationError, Settings
+from starter.connection import with_temporal_profile
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +266,9 @@ def postmaster_pid(pgdata: Path) -> int | None:
 
 def embedded_defaults(settings: Settings) -> Settings:
     """Fills unset TEMPORAL_ADDRESS / DATABASE_URL (and API_TOKEN / PAYLOAD_KEYS, from the
-    files `dev` keeps under DATA_DIR) with the stack that `dev` runs."""
+    files `dev` keeps under DATA_DIR) with the stack that `dev` runs; a Temporal connection
+    profile's address comes before the embedded one."""
+    settings = with_temporal_profile(settings)
     update: dict[str, object] = {}
     if settings.temporal_address is None:
         update["temporal_address"] = f"127.0.0.1:{settings.temporal_dev_port}"

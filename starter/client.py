@@ -27,7 +27,6 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from contract.errors import ALREADY_ASKED, NO_CODES_LEFT, TOO_SOON, UNKNOWN_PRODUCT
@@ -48,8 +47,7 @@ from contract.models import (
 )
 from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
-from core.codec import data_converter
-from core.config import ConfigurationError, Settings
+from starter.connection import connect as connect  # where the processes import it from
 from starter.details import static_details
 from starter.errors import (
     AccountAlreadyDeleted,
@@ -66,26 +64,6 @@ from store.code_limits import code_allowance
 from store.progress import rows_purged
 from store.resumption import purging_began, unclosed_request_time, unfreeze_after_ended_run
 from workflows.account_deletion import AccountDeletion
-
-
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """One long-lived client per process, with the pydantic data converter and the payload
-    codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter.
-
-    `runtime` is the SDK runtime the client and its workers run on (the worker's serves its
-    Prometheus metrics, see `core.observability.sdk_runtime`); None means the SDK default.
-    """
-    if settings.temporal_address is None:
-        raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        tls=settings.temporal_tls or settings.temporal_api_key is not None,
-        api_key=settings.temporal_api_key,
-        runtime=runtime,
-    )
-
 
 QUERY_TIMEOUT_SECONDS = 5.0
 """How long `status` waits for the running workflow before it reads the recorded row."""
