@@ -201,11 +201,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main() -> int:
     """`python worker.py`: a setting that is missing or wrong is one line on stderr, exit 2."""
     from core.observability import configure_logging
+    from core.tracing import configure_tracing, flush_tracing
 
     try:
         settings = load_settings()
         configure_logging(settings)
+        configure_tracing(settings, "account-deletion-worker")
         asyncio.run(run_worker(settings))
+        flush_tracing()
     except ConfigurationError as error:
         # One line, never a traceback: the message names the setting and what to do.
         sys.stderr.write(f"worker: {error}\n")

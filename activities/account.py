@@ -25,6 +25,7 @@ from contract.models import (
     ProgressRecord,
 )
 from contract.stages import Stage
+from core.business_metrics import BusinessMetrics
 from registry.catalog import Catalog
 from store.audit import audit
 from store.db import Connection
@@ -49,7 +50,11 @@ class AccountActivities:
         info = activity.info()
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "select stage, run_id, closed_at from deletions where workflow_id = $1 for update",
+                """
+                select stage, run_id, closed_at,
+                    extract(epoch from now() - stage_changed_at)::float8 as since
+                from deletions where workflow_id = $1 for update
+                """,
                 record.workflow_id,
             )
             recorded = row["stage"] if row is not None else None
@@ -119,6 +124,14 @@ class AccountActivities:
                     pending_tasks=len(record.pending_tasks),
                     attempt=info.attempt,
                 )
+        if changed:
+            BusinessMetrics(activity.metric_meter()).stage_changed(
+                record.stage.value,
+                left=None if new_deletion else recorded,
+                seconds=None if new_deletion or row is None else row["since"],
+                new=new_deletion,
+                final=record.closed,
+            )
 
     @activity.defn
     async def freeze_account(self, ref: AccountRef) -> None:
@@ -290,7 +303,7 @@ class AccountActivities:
                 request.account_id,
                 closed_at,
             )
-            await close_recorded_deletion(conn, request.workflow_id, Stage.DELETED.value)
+            closed = await close_recorded_deletion(conn, request.workflow_id, Stage.DELETED.value)
             await conn.execute(
                 """
                 update deletions set stage = $2, closed_at = $3, updated_at = now(), receipt = $4
@@ -308,6 +321,16 @@ class AccountActivities:
                 "account_deleted",
                 products={p.product: p.rows for p in request.products},
             )
+        metrics = BusinessMetrics(activity.metric_meter())
+        products = receipt.products
+        if closed is not None:
+            left, seconds = closed
+            metrics.stage_changed(
+                Stage.DELETED.value, left=left, seconds=seconds, new=False, final=True
+            )
+        metrics.rows_purged(
+            {p.product: sum(t.rows for t in p.tables) or p.reported_rows or 0 for p in products}
+        )
         return receipt
 
 

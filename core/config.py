@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     worker_metrics_address: str = "127.0.0.1:9464"
     """host:port where the worker serves the SDK's Prometheus metrics at /metrics (env
     WORKER_METRICS_ADDRESS); empty or `off` disables them. One port per worker process."""
+    otel_exporter_otlp_endpoint: str | None = None
+    """OpenTelemetry tracing, off when unset (env OTEL_EXPORTER_OTLP_ENDPOINT): spans of API
+    requests, workflows and activities exported over OTLP/HTTP to this collector."""
     metrics_token: SecretStr | None = None
     """When set, the API's /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (a
     scrape-only credential); unset, /metrics is open like /healthz (env METRICS_TOKEN)."""

@@ -16,6 +16,7 @@ from temporalio.runtime import Runtime
 
 from core.codec import data_converter
 from core.config import ConfigurationError, Settings
+from core.tracing import tracing_interceptors
 
 
 def temporal_profile() -> ClientConnectConfig:
@@ -64,5 +65,6 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key or profile.get("api_key"),
         rpc_metadata=profile.get("rpc_metadata", {}),
+        interceptors=tracing_interceptors(settings),
         runtime=runtime,
     )

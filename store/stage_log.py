@@ -53,13 +53,19 @@ async def log_stage_change(
     )
 
 
-async def close_recorded_deletion(conn: Connection, workflow_id: str, stage: str) -> str | None:
+async def close_recorded_deletion(
+    conn: Connection, workflow_id: str, stage: str
+) -> tuple[str, float] | None:
     """Closes the deletion's row in the final `stage`, with its logged change; does nothing
-    when the row is in that stage already (a retry). Returns the previous stage, None when
-    nothing changed. For the writers of the row other than `record_progress` (finalize, an
-    operator's unfreeze); the caller holds a transaction."""
+    when the row is in that stage already (a retry). Returns the previous stage and the seconds
+    spent in it, None when nothing changed. For the writers of the row other than
+    `record_progress` (finalize, an operator's unfreeze); the caller holds a transaction."""
     row = await conn.fetchrow(
-        "select stage, account_id from deletions where workflow_id = $1 for update", workflow_id
+        """
+        select stage, account_id, extract(epoch from now() - stage_changed_at)::float8 as since
+        from deletions where workflow_id = $1 for update
+        """,
+        workflow_id,
     )
     if row is None or row["stage"] == stage:
         return None
@@ -85,5 +91,4 @@ async def close_recorded_deletion(conn: Connection, workflow_id: str, stage: str
         deadline=None,
         closed=True,
     )
-    previous: str = row["stage"]
-    return previous
+    return row["stage"], row["since"]
