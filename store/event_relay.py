@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from datetime import timedelta
 
 import asyncpg
@@ -37,6 +38,8 @@ DELIVERED_KEPT = timedelta(days=7)
 """Delivered events are deleted this long after delivery, once a later change of the same
 deletion is older than `SUPERSEDED_KEPT` (the list's snapshots read the change before it)."""
 SUPERSEDED_KEPT = timedelta(days=1)
+PRUNE_INTERVAL = 600.0
+"""Seconds between two prunings by one relay (when it has nothing to send)."""
 
 _CLAIM = """
 with heads as (
@@ -102,13 +105,15 @@ class EventRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sends due heads until `stop`; a database that cannot be reached is tried again."""
+        pruned_at = 0.0
         while not stop.is_set():
             try:
                 sent = await self.deliver_due()
-                if not sent:
+                if not sent and time.monotonic() - pruned_at > PRUNE_INTERVAL:
                     await self.prune()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                logger.warning("event relay: database unavailable (%s)", type(error).__name__)
+                    pruned_at = time.monotonic()
+            except Exception as error:  # the relay outlives a database restart, and any fault
+                logger.warning("event relay: round failed (%s); trying again", type(error).__name__)
                 sent = 0
             if not sent:
                 try:

@@ -5,12 +5,15 @@ PII, also when the receiver was down for a while or lost its answers."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.account import AccountActivities
@@ -20,8 +23,17 @@ from contract.names import workflow_id_for
 from contract.stages import Stage
 from core.config import ConfigurationError, Settings
 from registry.catalog import Catalog
+from starter.client import DeletionClient
 from store.event_relay import EventRelay, backoff
-from tests.support import Stack, new_account, start_and_receive_code
+from tests.support import (
+    Stack,
+    new_account,
+    running_gateway,
+    start_and_receive_code,
+    start_and_receive_code_by_webhook,
+    webhook_worker_env,
+    worker_process,
+)
 from tests.support.receiver import Receiver, running_receiver
 from worker import events_secret
 
@@ -222,3 +234,34 @@ def test_events_need_a_valid_secret() -> None:
         events_secret(
             Settings(events_webhook_url="http://x/events", events_webhook_secret="whsec_short")
         )
+
+
+@pytest.mark.slow
+async def test_the_worker_process_relays_the_events_it_records(
+    client: Client, pool: asyncpg.Pool, database_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    """As deployed: `python worker.py` with EVENTS_WEBHOOK_URL runs the relay beside the worker,
+    and stops it with the worker on SIGTERM."""
+    account_id = await new_account(pool)
+    deletions = DeletionClient(client, pool, task_queue)
+    with running_gateway() as gateway, running_receiver() as receiver:
+        env = webhook_worker_env(
+            client,
+            task_queue,
+            database_url,
+            gateway,
+            batch_size=500,
+            shutdown_seconds=1,
+            EVENTS_WEBHOOK_URL=receiver.url,
+            EVENTS_WEBHOOK_SECRET=receiver.secret,
+        )
+        log = tmp_path / "worker.log"
+        with worker_process(env, log) as worker:
+            code = await start_and_receive_code_by_webhook(
+                deletions, gateway, account_id, requested_by="events-test"
+            )
+            await deletions.submit_code(account_id, code)
+            await receiver.wait_for(has_deleted(account_id))
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.wait, 30) == 0, log.read_text()[-3000:]
+    assert_one_ordered_chain(receiver.events_of(workflow_id_for(account_id)))
