@@ -151,7 +151,7 @@ async def _serve(
     from demo import seed_demo
     from service.api import create_app
     from store.db import create_pool, migrate, wait_for_database
-    from worker import build_worker, make_notifier
+    from worker import build_worker, event_relay, make_notifier
 
     assert settings.database_url is not None
     await wait_for_database(settings.database_url)
@@ -169,9 +169,18 @@ async def _serve(
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )
+        relay = event_relay(settings, pool)  # as the worker process runs it
+        stop_relay = asyncio.Event()
         async with worker:
+            relaying = asyncio.create_task(relay.run(stop_relay)) if relay else None
             _banner(settings, ui_url, demo)
-            await server.serve()
+            try:
+                await server.serve()
+            finally:
+                stop_relay.set()
+                if relay is not None and relaying is not None:
+                    await relaying
+                    await relay.aclose()
     finally:
         await pool.close()
 
