@@ -20,43 +20,44 @@ CODE_ATTEMPTS = "account_deletion_code_attempts"
 
 
 class BusinessMetrics:
+    """Each instrument is made when first used: an activity records one or two of them."""
+
     def __init__(self, meter: MetricMeter) -> None:
-        self._started = meter.create_counter(
-            DELETIONS_STARTED, "deletions started (their first stage recorded)", "deletions"
-        )
-        self._ended = meter.create_counter(
-            DELETIONS_ENDED, "deletions ended, by outcome (DELETED, CANCELLED, EXPIRED)"
-        )
-        self._stage = meter.create_histogram_float(
-            STAGE_SECONDS, "time a deletion spent in a stage, recorded as it leaves it", "s"
-        )
-        self._rows = meter.create_counter(
-            ROWS_PURGED, "rows purged (deleted or anonymised) by product, at each DELETED", "rows"
-        )
-        self._codes = meter.create_counter(CODES_SENT, "verification codes sent, by channel")
-        self._attempts = meter.create_counter(
-            CODE_ATTEMPTS, "codes submitted, by outcome (wrong, expired, locked: failed)"
-        )
+        self._meter = meter
 
     def stage_changed(
         self, stage: str, *, left: str | None, seconds: float | None, new: bool, final: bool
     ) -> None:
         """A recorded stage change: `left` the stage left after `seconds` (None for a new
         deletion), `final` when `stage` ends the deletion."""
+        meter = self._meter
         if new:
-            self._started.add(1)
+            meter.create_counter(
+                DELETIONS_STARTED, "deletions started (their first stage recorded)", "deletions"
+            ).add(1)
         if left is not None and seconds is not None:
-            self._stage.record(max(seconds, 0.0), {"stage": left})
+            meter.create_histogram_float(
+                STAGE_SECONDS, "time a deletion spent in a stage, recorded as it leaves it", "s"
+            ).record(max(seconds, 0.0), {"stage": left})
         if final:
-            self._ended.add(1, {"outcome": stage})
+            meter.create_counter(
+                DELETIONS_ENDED, "deletions ended, by outcome (DELETED, CANCELLED, EXPIRED)"
+            ).add(1, {"outcome": stage})
 
     def rows_purged(self, rows_by_product: dict[str, int]) -> None:
+        counter = self._meter.create_counter(
+            ROWS_PURGED, "rows purged (deleted or anonymised) by product, at each DELETED", "rows"
+        )
         for product, rows in rows_by_product.items():
             if rows > 0:
-                self._rows.add(rows, {"product": product})
+                counter.add(rows, {"product": product})
 
     def code_sent(self, channel: str) -> None:
-        self._codes.add(1, {"channel": channel})
+        self._meter.create_counter(CODES_SENT, "verification codes sent, by channel").add(
+            1, {"channel": channel}
+        )
 
     def code_checked(self, outcome: str) -> None:
-        self._attempts.add(1, {"outcome": outcome})
+        self._meter.create_counter(
+            CODE_ATTEMPTS, "codes submitted, by outcome (wrong, expired, locked: failed)"
+        ).add(1, {"outcome": outcome})
