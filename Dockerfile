@@ -16,6 +16,7 @@ WORKDIR /app
 COPY . /app
 
 # Editable install: the code finds its SQL migrations in /app/migrations, beside the sources.
+# Without the `dev` extra: the embedded Temporal and PostgreSQL wheels are for `dev` and tests.
 # The bytecode is compiled here, while /app is writable: the workflow sandbox imports the
 # workflow module again for every run, and without bytecode each import compiles it anew.
 RUN pip install -e /app \

@@ -28,8 +28,9 @@ from contract.models import ProductDriver
 from core.code_hash import CodeHasher, code_hasher_for
 from core.codec import codec_for
 from core.config import ConfigurationError, Settings, load_settings
-from core.webhooks import SignedClient
+from core.webhooks import SignedClient, webhook_signer
 from registry.catalog import Catalog, load_catalog
+from store.event_relay import EventRelay
 from workflows.account_deletion import AccountDeletion
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,27 @@ def make_notifier(settings: Settings, *, allow_log: bool = False) -> Notifier:
             f" {WEBHOOK_SETTINGS}"
         )
     return LogNotifier()
+
+
+def events_secret(settings: Settings) -> str | None:
+    """EVENTS_WEBHOOK_SECRET, checked, when EVENTS_WEBHOOK_URL is set (which requires it)."""
+    if not settings.events_webhook_url:
+        return None
+    if settings.events_webhook_secret is None:
+        raise ConfigurationError("EVENTS_WEBHOOK_URL needs EVENTS_WEBHOOK_SECRET (whsec_...)")
+    secret = settings.events_webhook_secret.get_secret_value()
+    webhook_signer(secret, "EVENTS_WEBHOOK_SECRET")
+    return secret
+
+
+def event_relay(settings: Settings, pool: asyncpg.Pool) -> EventRelay | None:
+    """The relay of stage events to the console backend, when EVENTS_WEBHOOK_URL is set. It
+    runs in the worker process, beside the activities that log the changes: no process more to
+    deploy, and every worker may run one (they share the outbox safely)."""
+    secret = events_secret(settings)
+    if secret is None or not settings.events_webhook_url:
+        return None
+    return EventRelay(pool, settings.events_webhook_url, secret)
 
 
 def activities_for(
@@ -187,6 +209,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise ConfigurationError("DATABASE_URL is not set (`dev` sets it for its own stack)")
     code_hasher_for(settings)
     load_catalog(settings.products_file)  # refused here, before anything connects
+    events_secret(settings)
     async with AsyncExitStack() as stack:
         notifier = make_notifier(settings)
         if isinstance(notifier, WebhookNotifier):
@@ -206,21 +229,31 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         http = product_http_client()
         stack.push_async_callback(http.aclose)
         worker = build_worker(client, pool, notifier, settings, http)
+        relay = event_relay(settings, pool)
         logger.info("worker polling task queue %s", settings.temporal_task_queue)
         async with worker:
+            if relay is not None:
+                stack.push_async_callback(relay.aclose)
+                relaying = asyncio.create_task(relay.run(stop))
+                logger.info("stage events relayed to EVENTS_WEBHOOK_URL")
             await stop.wait()
             logger.info("worker stopping: finishing running activities")
+            if relay is not None:
+                await relaying
     logger.info("worker stopped")
 
 
 def main() -> int:
     """`python worker.py`: a setting that is missing or wrong is one line on stderr, exit 2."""
     from core.observability import configure_logging
+    from core.tracing import configure_tracing, flush_tracing
 
     try:
         settings = load_settings()
         configure_logging(settings)
+        configure_tracing(settings, "account-deletion-worker")
         asyncio.run(run_worker(settings))
+        flush_tracing()
     except ConfigurationError as error:
         # One line, never a traceback: the message names the setting and what to do.
         sys.stderr.write(f"worker: {error}\n")

@@ -25,9 +25,11 @@ from contract.models import (
     ProgressRecord,
 )
 from contract.stages import Stage
+from core.business_metrics import BusinessMetrics
 from registry.catalog import Catalog
 from store.audit import audit
 from store.db import Connection
+from store.stage_log import close_recorded_deletion, log_stage_change, next_change_seq
 
 
 class AccountActivities:
@@ -38,20 +40,41 @@ class AccountActivities:
 
     @activity.defn
     async def record_progress(self, record: ProgressRecord) -> None:
-        """Upserts the deletion's row; the HTTP API reads it once the run is closed."""
+        """Upserts the deletion's row; the HTTP API reads it once the run is closed.
+
+        A change of stage is logged in the same transaction (`store/stage_log.py`: the console
+        backend's event and the list's order), so that the event exists if and only if the
+        stage was recorded; a call that changes no stage (`StageMachine.show`) or a retry of
+        one that committed logs nothing.
+        """
         info = activity.info()
         async with self._pool.acquire() as conn, conn.transaction():
-            previous = await conn.fetchval(
-                "select stage from deletions where workflow_id = $1 and run_id = $2 for update",
+            row = await conn.fetchrow(
+                """
+                select stage, run_id, closed_at,
+                    extract(epoch from now() - stage_changed_at)::float8 as since
+                from deletions where workflow_id = $1 for update
+                """,
                 record.workflow_id,
-                record.run_id,
             )
+            recorded = row["stage"] if row is not None else None
+            same_run = row is not None and row["run_id"] == record.run_id
+            previous = recorded if same_run else None
+            # A closed row of another run is the account's previous deletion: this is a new one.
+            new_deletion = row is None or (row["closed_at"] is not None and not same_run)
+            changed = new_deletion or recorded != record.stage.value
+            seq = await next_change_seq(conn) if changed else None
             await conn.execute(
                 """
                 insert into deletions (workflow_id, account_id, run_id, stage, requested_by,
-                    pending_tasks, products, closed_at, receipt, deadline)
-                values ($1, $2, $3, $4, $5, $6, $7, case when $8 then now() end, $9, $10)
+                    pending_tasks, products, closed_at, receipt, deadline, change_seq,
+                    stage_changed_at)
+                values ($1, $2, $3, $4, $5, $6, $7, case when $8 then now() end, $9, $10,
+                    coalesce($11, 0), now())
                 on conflict (workflow_id) do update set
+                    change_seq = coalesce($11::bigint, deletions.change_seq),
+                    stage_changed_at = case when $11::bigint is null
+                        then deletions.stage_changed_at else now() end,
                     run_id = excluded.run_id, stage = excluded.stage,
                     deadline = excluded.deadline,
                     requested_by = excluded.requested_by,
@@ -76,7 +99,20 @@ class AccountActivities:
                 record.closed,
                 record.receipt.model_dump(mode="json") if record.receipt else None,
                 record.deadline,
+                seq,
             )
+            if seq is not None:
+                await log_stage_change(
+                    conn,
+                    seq,
+                    workflow_id=record.workflow_id,
+                    account_id=record.account_id,
+                    stage=record.stage.value,
+                    previous_stage=None if new_deletion else recorded,
+                    pending_tasks=len(record.pending_tasks),
+                    deadline=record.deadline,
+                    closed=record.closed,
+                )
             if previous != record.stage.value:
                 await audit(
                     conn,
@@ -88,6 +124,14 @@ class AccountActivities:
                     pending_tasks=len(record.pending_tasks),
                     attempt=info.attempt,
                 )
+        if changed:
+            BusinessMetrics(activity.metric_meter()).stage_changed(
+                record.stage.value,
+                left=None if new_deletion else recorded,
+                seconds=None if new_deletion or row is None else row["since"],
+                new=new_deletion,
+                final=record.closed,
+            )
 
     @activity.defn
     async def freeze_account(self, ref: AccountRef) -> None:
@@ -259,6 +303,7 @@ class AccountActivities:
                 request.account_id,
                 closed_at,
             )
+            closed = await close_recorded_deletion(conn, request.workflow_id, Stage.DELETED.value)
             await conn.execute(
                 """
                 update deletions set stage = $2, closed_at = $3, updated_at = now(), receipt = $4
@@ -276,6 +321,16 @@ class AccountActivities:
                 "account_deleted",
                 products={p.product: p.rows for p in request.products},
             )
+        metrics = BusinessMetrics(activity.metric_meter())
+        products = receipt.products
+        if closed is not None:
+            left, seconds = closed
+            metrics.stage_changed(
+                Stage.DELETED.value, left=left, seconds=seconds, new=False, final=True
+            )
+        metrics.rows_purged(
+            {p.product: sum(t.rows for t in p.tables) or p.reported_rows or 0 for p in products}
+        )
         return receipt
 
 

@@ -28,6 +28,7 @@ from contract.errors import (
 )
 from contract.models import CheckCodeInput, CodeCheck, IssueCodeInput, IssuedCode
 from contract.models import VerificationOutcome as Outcome
+from core.business_metrics import BusinessMetrics
 from core.code_hash import CodeHash, CodeHasher
 from store.code_limits import CODE_LIMIT, code_allowance, count_code, lock_recipient
 from store.db import Connection
@@ -124,6 +125,7 @@ class VerificationActivities:
             Message(notification_id, request.account_id, channel, recipient, body),
         )
         activity.logger.info("verification code issued by %s", channel)
+        BusinessMetrics(activity.metric_meter()).code_sent(channel)
         return IssuedCode(
             challenge_id=request.challenge_id,
             channel=channel,
@@ -229,6 +231,7 @@ class VerificationActivities:
                 attempts_left,
             )
         activity.logger.info("verification attempt: %s", outcome.value)
+        BusinessMetrics(activity.metric_meter()).code_checked(outcome.value)
         return CodeCheck(outcome=outcome, attempts_left=attempts_left)
 
     async def _matches_a_replaced_code(

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     """`whsec_<base64>` (env NOTIFY_WEBHOOK_SECRET): signs each request to the gateway the
     Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."""
 
+    events_webhook_url: str | None = None
+    """Where every stage change of every deletion is POSTed as a `deletion.stage_changed` event
+    (env EVENTS_WEBHOOK_URL), by the worker's relay; unset, changes are logged, not sent."""
+    events_webhook_secret: SecretStr | None = None
+    """`whsec_<base64>` (env EVENTS_WEBHOOK_SECRET): signs the events the Standard Webhooks
+    way; required with EVENTS_WEBHOOK_URL."""
+
     products_file: Path | None = None
     """A TOML file declaring products beyond the built-in registry (env PRODUCTS_FILE): their
     `worker`, `http` or `manual` drivers (README, "Adding a product"). Checked at start."""
@@ -106,6 +113,9 @@ class Settings(BaseSettings):
     worker_metrics_address: str = "127.0.0.1:9464"
     """host:port where the worker serves the SDK's Prometheus metrics at /metrics (env
     WORKER_METRICS_ADDRESS); empty or `off` disables them. One port per worker process."""
+    otel_exporter_otlp_endpoint: str | None = None
+    """OpenTelemetry tracing, off when unset (env OTEL_EXPORTER_OTLP_ENDPOINT): spans of API
+    requests, workflows and activities exported over OTLP/HTTP to this collector."""
     metrics_token: SecretStr | None = None
     """When set, the API's /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (a
     scrape-only credential); unset, /metrics is open like /healthz (env METRICS_TOKEN)."""

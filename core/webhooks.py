@@ -1,5 +1,6 @@
 """Standard Webhooks signing, shared by every signed request the product sends or receives:
-the notification gateway, `http` products' deletion APIs and their callbacks.
+the notification gateway, the console backend's stage events, `http` products' deletion APIs
+and their callbacks.
 
 Headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
 "id.timestamp.content">` under a `whsec_<base64>` secret (the `standardwebhooks` package). The

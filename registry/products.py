@@ -197,5 +197,9 @@ RETAINED_TABLES: dict[str, str] = {
         "the http driver's bookkeeping: what each http product reported (status, rows); its"
         " sealed task token is cleared once a result is recorded"
     ),
+    "deletion_events": (
+        "stage changes (ids, stages, a count; no PII): the console's event outbox and the list's"
+        " history; the worker's event relay deletes them a week after delivery once superseded"
+    ),
 }
 """Tables that reference an account but are not purged, each with the reason."""

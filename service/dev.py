@@ -31,7 +31,9 @@ from service.embedded import (
     PAYLOAD_KEYS_FILE,
     EmbeddedPostgres,
     EmbeddedTemporal,
+    require_dev_extra,
 )
+from starter.connection import with_temporal_profile
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ def run_dev(settings: Settings, *, load_demo: bool = True) -> int:
     # secret of its own in the codec endpoint's path, made anew at every start and handed
     # to nothing else (see service.api.codec_access).
     ui_codec_secret: str | None = None
+    settings = with_temporal_profile(settings)  # a profile's server instead of the embedded one
+    require_dev_extra(settings)
     with ExitStack() as stack:
         update: dict[str, object] = {
             "api_token": _dev_token(settings),
@@ -225,7 +229,7 @@ async def _serve(
     from demo.archive import seed_demo_archive
     from service.api import create_app
     from store.db import create_pool, migrate, wait_for_database
-    from worker import build_worker, make_notifier
+    from worker import build_worker, event_relay, make_notifier
 
     assert settings.database_url is not None
     await wait_for_database(settings.database_url)
@@ -249,9 +253,18 @@ async def _serve(
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
         )
+        relay = event_relay(settings, pool)  # as the worker process runs it
+        stop_relay = asyncio.Event()
         async with worker:
+            relaying = asyncio.create_task(relay.run(stop_relay)) if relay else None
             _banner(settings, ui_url, demo, archive=archive_url is not None)
-            await server.serve()
+            try:
+                await server.serve()
+            finally:
+                stop_relay.set()
+                if relay is not None and relaying is not None:
+                    await relaying
+                    await relay.aclose()
     finally:
         await pool.close()
 

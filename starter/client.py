@@ -27,7 +27,6 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from contract.errors import ALREADY_ASKED
@@ -48,9 +47,8 @@ from contract.models import (
 )
 from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
-from core.codec import data_converter
-from core.config import ConfigurationError, Settings
 from starter.closing import closed_after_its_final_stage
+from starter.connection import connect as connect  # where the processes import it from
 from starter.details import static_details
 from starter.errors import (
     AccountAlreadyDeleted,
@@ -60,32 +58,12 @@ from starter.errors import (
     NoCodesLeft,
     TooSoon,
 )
-from starter.records import DEFAULT_OVERDUE_AFTER, ListedDeletion, list_deletions, recorded_status
+from starter.records import DEFAULT_OVERDUE_AFTER, DeletionPage, list_deletions, recorded_status
 from starter.refusals import REFUSED_CODES, client_error, refusal_of
 from store.code_limits import code_allowance
 from store.progress import rows_purged
 from store.resumption import purging_began, resumption, unfreeze_after_ended_run
 from workflows.account_deletion import AccountDeletion
-
-
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """One long-lived client per process, with the pydantic data converter and the payload
-    codec (PAYLOAD_KEYS); the worker built on it encrypts with the same converter.
-
-    `runtime` is the SDK runtime the client and its workers run on (the worker's serves its
-    Prometheus metrics, see `core.observability.sdk_runtime`); None means the SDK default.
-    """
-    if settings.temporal_address is None:
-        raise ConfigurationError("TEMPORAL_ADDRESS is not set (`dev` sets it for its own stack)")
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        tls=settings.temporal_tls or settings.temporal_api_key is not None,
-        api_key=settings.temporal_api_key,
-        runtime=runtime,
-    )
-
 
 QUERY_TIMEOUT_SECONDS = 5.0
 """How long `status` waits for the running workflow before it reads the recorded row."""
@@ -349,15 +327,25 @@ class DeletionClient:
     async def list(
         self,
         stage: Stage | None = None,
-        limit: int = 100,
+        limit: int = 50,
         *,
         overdue: bool = False,
         overdue_after: timedelta = DEFAULT_OVERDUE_AFTER,
-    ) -> list[ListedDeletion]:
-        """Deletions recorded in PostgreSQL, most recently changed first, optionally only those
-        in one stage and/or only the overdue ones (`starter.records.list_deletions`)."""
+        cursor: str | None = None,
+    ) -> DeletionPage:
+        """Deletions recorded in PostgreSQL, most recently changed first, a page at a time (a
+        snapshot: `starter.records.list_deletions`), optionally only those in one stage and/or
+        only the overdue ones.
+
+        An open deletion is overdue when
+        - it waits with a deadline (AWAITING_TASKS, AWAITING_VERIFICATION, COOLING_OFF until its
+          purge starts) and the deadline has passed: the run should have moved on by now, so no
+          worker is moving it; or
+        - it is in any other stage (PURGE_BLOCKED waiting for a fix and a retry, or a working
+          stage such as PURGING) and has not changed stage for longer than `overdue_after`.
+        """
         return await list_deletions(
-            self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after
+            self._pool, stage, limit, overdue=overdue, overdue_after=overdue_after, cursor=cursor
         )
 
     async def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:

@@ -61,3 +61,9 @@ class NoCodesLeft(DeletionError):
     """Every code this deletion may send was sent: waiting does not help (cancel, start again)."""
 
     code = "codes_exhausted"
+
+
+class InvalidCursor(DeletionError):
+    """A list cursor that is malformed, expired, or belongs to a listing with other filters."""
+
+    code = "invalid_cursor"

@@ -17,6 +17,7 @@ from contract.models import CarriedState
 from contract.names import workflow_id_for
 from contract.stages import Stage
 from store.audit import audit
+from store.stage_log import close_recorded_deletion
 
 _PURGING_STAGES = [
     Stage.PURGING.value,
@@ -94,13 +95,9 @@ async def unfreeze_after_ended_run(pool: asyncpg.Pool, account_id: str, operator
         )
         if unfrozen is None:
             return False
-        await conn.execute(
-            """
-            update deletions set stage = $2, closed_at = now(), updated_at = now()
-            where workflow_id = $1 and closed_at is null
-            """,
-            workflow_id,
-            Stage.CANCELLED.value,
-        )
+        if await conn.fetchval(
+            "select closed_at is null from deletions where workflow_id = $1", workflow_id
+        ):
+            await close_recorded_deletion(conn, workflow_id, Stage.CANCELLED.value)
         await audit(conn, account_id, workflow_id, "account_unfrozen_by_operator", by=operator)
     return True

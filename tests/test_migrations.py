@@ -30,7 +30,9 @@ async def empty_database_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
 
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
-    assert [int(v[:4]) for v in versions] == list(range(1, len(versions) + 1))
+    numbers = [int(v[:4]) for v in versions]
+    expected = range(1, max(numbers) + 1)
+    assert numbers == list(expected)
 
 
 async def test_two_processes_migrating_at_once_apply_each_migration_once(

@@ -70,6 +70,16 @@ async def test_a_code_of_the_wrong_shape_is_refused_quietly_and_costs_no_attempt
         await stack.deletions.cancel(account_id)
 
 
+async def _page_once_the_code_is_recorded(api: httpx.AsyncClient, page: str) -> httpx.Response:
+    """The page, once it no longer says the code is on its way: the inbox receives the code
+    inside the activity that sends it, a moment before the run records it (the page refreshes
+    itself meanwhile)."""
+    async with asyncio.timeout(10):
+        while "Sending your code" in (shown := await api.get(page)).text:
+            await asyncio.sleep(0.1)
+    return shown
+
+
 async def test_the_page_says_the_code_is_on_its_way_until_it_was_sent(
     api: httpx.AsyncClient, stack: Stack
 ) -> None:
@@ -104,7 +114,7 @@ async def test_the_page_says_the_code_is_on_its_way_until_it_was_sent(
         assert "Cancel the deletion" in waiting.text
         sent.set()
         await stack.inbox.next_code(account_id)
-        shown = await api.get(page)
+        shown = await _page_once_the_code_is_recorded(api, page)
         assert "We sent a code to" in shown.text
         await stack.deletions.cancel(account_id)
 
@@ -151,7 +161,7 @@ async def test_the_blocked_page_groups_the_tasks_and_checks_again_on_request(
                 await api.post(page + "/recheck", follow_redirects=True)
         await wait_for_stage(stack.deletions, account_id, Stage.AWAITING_VERIFICATION)
         await stack.inbox.next_code(account_id)
-        assert "We sent a code to" in (await api.get(page)).text
+        assert "We sent a code to" in (await _page_once_the_code_is_recorded(api, page)).text
 
         forged = await api.post(page[:-2] + "AA/recheck")
         assert forged.status_code == 403

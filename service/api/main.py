@@ -18,14 +18,16 @@ from contract.models import ProductDriver
 from core.codec import codec_for
 from core.config import ConfigurationError, Settings
 from core.observability import RequestMetrics
+from core.tracing import tracing_enabled
 from registry.catalog import load_catalog
 from service.api.codec_access import CodecAccess
 from service.api.links import LinkSigner
-from service.api.middleware import add_middleware
+from service.api.middleware import TracedRequests, add_middleware
 from service.api.problems import EXCEPTION_HANDLERS
 from service.api.routes import (
     accounts,
     codec,
+    deletion_list,
     deletions,
     health,
     product_callbacks,
@@ -36,6 +38,7 @@ ROUTERS = (
     health.router,
     accounts.router,
     deletions.router,
+    deletion_list.router,
     verification_page.router,
     codec.router,
     product_callbacks.router,
@@ -68,6 +71,10 @@ def create_app(
         ),
         lifespan=_lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
+        # FastAPI's own OpenTelemetry spans, metrics and logs record the raw path (a
+        # verification link is a credential) and exception messages (they may quote a code or
+        # an email): off. `TracedRequests` traces by route template instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.signer = signer
@@ -78,6 +85,8 @@ def create_app(
     app.state.catalog = catalog = load_catalog(settings.products_file)
     app.state.token_codec = codec_for(settings) if catalog.of_driver(ProductDriver.HTTP) else None
     add_middleware(app)
+    if tracing_enabled(settings):
+        app.add_middleware(TracedRequests)  # the outermost: the request's span holds the rest
     # The request metrics label a request by the route the router will pick; FastAPI keeps an
     # included router as one entry of `app.routes`, so they get every route, in order.
     routes = list(app.routes)

@@ -134,3 +134,33 @@ def add_middleware(app: FastAPI) -> None:
     app.add_middleware(BaseHTTPMiddleware, dispatch=catch_unhandled)
     # Added last, so it is the outer one and also counts the 413s and 500s.
     app.add_middleware(BaseHTTPMiddleware, dispatch=count_requests)
+
+
+class TracedRequests:
+    """A span per HTTP request, current while the route runs, so that the Temporal client's
+    tracing interceptor continues the trace into the workflow (added when tracing is on). Named
+    and labelled by the route's template and the status, never the raw path or a query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        from opentelemetry import trace
+
+        route = route_template(scope["app"].state.routes, scope)
+        tracer = trace.get_tracer("account-deletion.api")
+        with tracer.start_as_current_span(
+            f"{scope['method']} {route}",
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "http.route": route},
+        ) as span:
+
+            async def traced_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            await self._app(scope, receive, traced_send)

@@ -31,6 +31,7 @@ from starter.errors import (
     ActionNotAllowed,
     DeletionError,
     DeletionNotFound,
+    InvalidCursor,
     NoCodesLeft,
     ProductNotFound,
     TooSoon,
@@ -85,6 +86,7 @@ DELETION_ERRORS: dict[type[Exception], int] = {
     ActionNotAllowed: status.HTTP_409_CONFLICT,
     NoCodesLeft: status.HTTP_409_CONFLICT,
     TooSoon: status.HTTP_429_TOO_MANY_REQUESTS,
+    InvalidCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
 """The status of each `DeletionError`; any other is a 400."""
 
@@ -100,6 +102,7 @@ TITLES = {
     "identifier_taken": "An identifier is held by another account",
     "invalid_request": "The request is not valid",
     "invalid_idempotency_key": "The Idempotency-Key header is not valid",
+    "invalid_cursor": "The list cursor is not valid",
     "idempotency_key_reused": "The Idempotency-Key was used for another request",
     "idempotency_key_in_use": "A request with this Idempotency-Key is still being handled",
     "not_found": "Not found",

@@ -43,6 +43,9 @@ def console_script() -> NoReturn:
     opened is closed by then (its pools and servers are context managers); what is buffered is
     flushed here."""
     code = main()
+    from core.tracing import flush_tracing
+
+    flush_tracing()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -59,6 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         default_format="json" if args.command in ("worker", "product-worker", "api") else "text",
     )
     command: str = args.command
+    from core.tracing import configure_tracing
+
+    configure_tracing(settings, f"account-deletion-{command}")
     if command != "dev":
         from service.embedded import embedded_defaults
 

@@ -80,7 +80,8 @@ async def _start(d: DeletionClient, a: argparse.Namespace) -> str:
 async def _status(d: DeletionClient, a: argparse.Namespace) -> str:
     from service.cli.render import render_status
 
-    return render_status(await d.status(a.account_id))
+    status = await d.status(a.account_id)
+    return to_json(status) if a.json else render_status(status)
 
 
 async def _status_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,9 +218,18 @@ async def _list(d: DeletionClient, a: argparse.Namespace) -> str:
     from starter.records import DEFAULT_OVERDUE_AFTER
 
     overdue_after = DEFAULT_OVERDUE_AFTER if a.overdue_after is None else a.overdue_after
-    listed = await d.list(a.stage, a.limit, overdue=a.overdue, overdue_after=overdue_after)
+    page = await d.list(
+        a.stage, min(a.limit, 500), overdue=a.overdue, overdue_after=overdue_after, cursor=a.cursor
+    )
+    if a.json:
+        return to_json(page)
     what = "overdue deletions" if a.overdue else "deletions"
-    return render_list(listed, empty=f"no {what}" + (f" in {a.stage.value}" if a.stage else ""))
+    shown = render_list(
+        page.items, empty=f"no {what}" + (f" in {a.stage.value}" if a.stage else "")
+    )
+    if page.next_cursor:
+        shown += f"\n(more: the same command with --cursor {page.next_cursor})"
+    return shown
 
 
 COMMANDS: dict[str, Command] = {

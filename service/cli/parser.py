@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="account-deletion",
         description="Durable, verifiable deletion of cloud customer accounts.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = commands.add_parser(
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         " duration up to P90D, e.g. P15D (default PT0S: purge at once)",
     )
     status = account_verb("status", "show a deletion's stage, pending tasks and products")
-    status.add_argument(
+    status_format = status.add_mutually_exclusive_group()
+    status_format.add_argument("--json", action="store_true", help="print the status as JSON")
+    status_format.add_argument(
         "--watch",
         action="store_true",
         help="redraw the status with a progress bar of rows purged per product until the run "
@@ -142,8 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a deletion may stay in a stage without a deadline (PURGE_BLOCKED, "
         "PURGING, ...) before it counts as overdue: 90s, 30m, 24h, 7d (default 24h)",
     )
-    listing.add_argument("--limit", type=_positive_int, default=50, help="at most this many")
+    listing.add_argument(
+        "--limit", type=_positive_int, default=50, help="at most this many (a page; max 500)"
+    )
+    listing.add_argument(
+        "--cursor", help="the next page of a listing: the cursor the previous page printed"
+    )
+    listing.add_argument(
+        "--json", action="store_true", help='print {"items": [...], "next_cursor": ...}'
+    )
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("account-deletion")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
