@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -110,6 +111,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=converter,
         dev_server_existing_path=str(installed_binary("temporal")),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+        # The SDK waits 5 s by default; a binary just installed (cold disk cache) on a busy
+        # machine took longer once, and every test of the session then failed.
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     yield env
     await env.shutdown()

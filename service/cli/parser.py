@@ -34,32 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    dev = commands.add_parser(
-        "dev", help="run the whole product on embedded Temporal and PostgreSQL"
-    )
-    dev.add_argument("--no-demo", action="store_true", help="do not load the demo accounts")
-    commands.add_parser("worker", help="run a worker on the task queue")
-    product_worker = commands.add_parser(
-        "product-worker",
-        help="run the purge worker of a bundled example product (its own database)",
-        description="The worker a product team runs (driver `worker`): the product's purge and "
-        "live-resource check on task queue account-deletion-product-<name>, against the "
-        "product's own database (archive: ARCHIVE_DATABASE_URL, unset: the database `archive` "
-        "of the embedded PostgreSQL).",
-    )
-    product_worker.add_argument("product", choices=BUNDLED_PRODUCTS)
-    api = commands.add_parser("api", help="serve the HTTP API and the verification page")
-    api.add_argument("--host", default=None, help="bind address (env API_HOST)")
-    api.add_argument("--port", type=int, default=None, help="port (env API_PORT)")
-    commands.add_parser("migrate", help="apply the database migrations")
-    seed = commands.add_parser("seed-demo", help="create the demo accounts (idempotent)")
-    seed.add_argument("--json", action="store_true", help="print {scenario: account_id} as JSON")
-
-    register = commands.add_parser("register", help="register an account")
-    register.add_argument("--user-name", required=True)
-    register.add_argument("--email", required=True)
-    register.add_argument("--phone", required=True, help="international format, e.g. +14155550123")
-    register.add_argument("--display-name")
+    _add_processes(commands)
 
     def account_verb(name: str, help_text: str) -> argparse.ArgumentParser:
         verb = commands.add_parser(name, help=help_text)
@@ -117,6 +92,42 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument(
         "--by", type=_operator, required=True, help="your operator id (audit log and receipt)"
     )
+    _add_list(commands)
+    return parser
+
+
+def _add_processes(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The processes of the product: dev, worker, product-worker, api, and the admin verbs."""
+    dev = commands.add_parser(
+        "dev", help="run the whole product on embedded Temporal and PostgreSQL"
+    )
+    dev.add_argument("--no-demo", action="store_true", help="do not load the demo accounts")
+    commands.add_parser("worker", help="run a worker on the task queue")
+    product_worker = commands.add_parser(
+        "product-worker",
+        help="run the purge worker of a bundled example product (its own database)",
+        description="The worker a product team runs (driver `worker`): the product's purge and "
+        "live-resource check on task queue account-deletion-product-<name>, against the "
+        "product's own database (archive: ARCHIVE_DATABASE_URL, unset: the database `archive` "
+        "of the embedded PostgreSQL).",
+    )
+    product_worker.add_argument("product", choices=BUNDLED_PRODUCTS)
+    api = commands.add_parser("api", help="serve the HTTP API and the verification page")
+    api.add_argument("--host", default=None, help="bind address (env API_HOST)")
+    api.add_argument("--port", type=int, default=None, help="port (env API_PORT)")
+    commands.add_parser("migrate", help="apply the database migrations")
+    seed = commands.add_parser("seed-demo", help="create the demo accounts (idempotent)")
+    seed.add_argument("--json", action="store_true", help="print {scenario: account_id} as JSON")
+
+    register = commands.add_parser("register", help="register an account")
+    register.add_argument("--user-name", required=True)
+    register.add_argument("--email", required=True)
+    register.add_argument("--phone", required=True, help="international format, e.g. +14155550123")
+    register.add_argument("--display-name")
+
+
+def _add_list(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`list`: the deletions as recorded, a page at a time."""
     listing = commands.add_parser(
         "list",
         help="list deletions, most recently changed first",
@@ -154,7 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--json", action="store_true", help='print {"items": [...], "next_cursor": ...}'
     )
-    return parser
 
 
 def _version() -> str:
