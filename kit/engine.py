@@ -269,7 +269,8 @@ class PurgeEngine:
             )
             if inserted:
                 await self._ledger.completed(conn, request, receipt)
-        activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
+        if inserted:  # once: a repeat, or a receipt asked again, is no new purge
+            activity.logger.info("purged %s: %d rows", product.name, receipt.rows)
         return receipt
 
 
