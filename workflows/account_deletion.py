@@ -33,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.cooling_off import CoolingOff
     from workflows.failures import error_type
     from workflows.messages import DeletionMessages
+    from workflows.patches import (
+        CANCEL_CHECKED_BEFORE_CODE,
+        FREEZE_FINISHES_BEFORE_UNFREEZE,
+        REPLANS_BACK_OFF,
+        Patches,
+    )
     from workflows.policies import wait_until
     from workflows.purge import ProductPurges
     from workflows.run_control import continue_as_new, history_is_long, irrevocably
@@ -40,11 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.verification import CodeVerification
 
 Step = Callable[[], Awaitable[Stage]]
-
-# Changes of the command sequence, each behind `workflow.patched` (tests/test_replay.py).
-CANCEL_CHECKED_BEFORE_CODE = "cancel-checked-before-code"
-FREEZE_FINISHES_BEFORE_UNFREEZE = "freeze-finishes-before-unfreeze"
-REPLANS_BACK_OFF = "replans-back-off"
 
 
 @workflow.defn(name="AccountDeletion")
@@ -55,12 +56,13 @@ class AccountDeletion(DeletionMessages):
     def __init__(self, request: DeletionRequest) -> None:
         self._request = request
         carried = request.carried
+        self._patches = Patches()
         self._requested_at: datetime | None = carried.requested_at if carried else None
         self._tasks_deadline: datetime | None = carried.tasks_deadline if carried else None
-        self._purges = ProductPurges(request.account_id, request.policy, carried)
-        self._at = StageMachine(request, self._purges)
+        self._purges = ProductPurges(request.account_id, request.policy, self._patches, carried)
+        self._at = StageMachine(request, self._purges, self._patches)
         self._receipt: DeletionReceipt | None = None
-        self._codes = CodeVerification(request.account_id, request.policy)
+        self._codes = CodeVerification(request.account_id, request.policy, self._patches)
         self._codes.verified = carried.verified if carried else False
         self._window = CoolingOff(
             request.account_id, request.policy, carried.cooling_off if carried else None
@@ -96,8 +98,9 @@ class AccountDeletion(DeletionMessages):
 
     @workflow.run
     async def run(self, request: DeletionRequest) -> DeletionReceipt:
+        self._patches.begin()
         self._requested_at = self._requested_at or workflow.now()
-        workflow.upsert_search_attributes([ACCOUNT_ID.value_set(request.account_id)])
+        self._at.keep_current(ACCOUNT_ID, request.account_id)
         self._tasks_deadline = self._tasks_deadline or (
             workflow.now() + self._policy.tasks_deadline
         )
@@ -141,7 +144,7 @@ class AccountDeletion(DeletionMessages):
             ).pending_tasks
             self._last_check_at = workflow.now()
             if not self._at.pending_tasks:
-                if self._cancel_requested and workflow.patched(CANCEL_CHECKED_BEFORE_CODE):
+                if self._cancel_requested and self._patches.has(CANCEL_CHECKED_BEFORE_CODE):
                     return Stage.CANCELLED  # asked during the check: no code is sent
                 # Confirmed already when the check after the freeze sent the run back here.
                 return Stage.FREEZING if self._codes.verified else Stage.AWAITING_VERIFICATION
@@ -182,7 +185,7 @@ class AccountDeletion(DeletionMessages):
         if not self._compensations:  # (after a cooling-off the account is frozen already)
             self._compensations.append(lambda: account.unfreeze(self._ref))
         try:
-            if workflow.patched(FREEZE_FINISHES_BEFORE_UNFREEZE):
+            if self._patches.has(FREEZE_FINISHES_BEFORE_UNFREEZE):
                 await account.freeze_to_its_end(self._ref)
             else:
                 await account.freeze(self._ref)
@@ -246,7 +249,7 @@ class AccountDeletion(DeletionMessages):
             await self._at.move_to(Stage.PURGING)
             self._at.pending_tasks = []  # while the purges run
             self._at.pending_tasks = await self._purges.purge_unfinished(self._at.show_waiting)
-            if not added and self._replans and workflow.patched(REPLANS_BACK_OFF):
+            if not added and self._replans and self._patches.has(REPLANS_BACK_OFF):
                 self._at.pending_tasks = await self._purges.registry_mismatch(self._replans)
                 if self._at.pending_tasks:
                     self._replans = 0  # the operators' retry starts a new round

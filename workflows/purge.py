@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import product_calls
     from workflows.failures import error_message
+    from workflows.patches import LATE_ROWS_OF_PRODUCT_WORKERS, PRODUCT_DRIVERS, Patches
     from workflows.policies import (
         DATABASE_RETRY,
         MAX_REPLANS,
@@ -44,22 +45,19 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
-PRODUCT_DRIVERS = "product-drivers"
-"""Patch: the plan records each product's driver (`plan_products`); earlier runs recorded the
-names alone (`list_products`): all their products are `sql`."""
-
-LATE_ROWS_OF_PRODUCT_WORKERS = "late-rows-of-product-workers"
-"""Patch: before identifiers are released, `worker` products purge again what they wrote since
-their purge (as `release_identifiers` does for the built-in ones)."""
-
 Show = Callable[[], Awaitable[None]]
 
 
 class ProductPurges:
     def __init__(
-        self, account_id: str, policy: DeletionPolicy, carried: CarriedState | None = None
+        self,
+        account_id: str,
+        policy: DeletionPolicy,
+        patches: Patches,
+        carried: CarriedState | None = None,
     ) -> None:
         self._account_id = account_id
+        self._patches = patches
         self._policy = policy
         self.progress: dict[str, ProductProgress] = {
             p.product: p for p in (carried.products if carried else [])
@@ -79,7 +77,7 @@ class ProductPurges:
         """Adds the registry's products, recorded in history so that replays see the same
         list (a product added to the registry during a run is found by the next plan).
         Returns how many products it added."""
-        if workflow.patched(PRODUCT_DRIVERS):
+        if self._patches.has(PRODUCT_DRIVERS):
             planned = await workflow.execute_local_activity_method(
                 PurgeActivities.plan_products,
                 start_to_close_timeout=SHORT,
@@ -174,7 +172,7 @@ class ProductPurges:
         written since its purge (the deletion worker does so for the built-in ones in
         `release_identifiers`); their receipts then count those rows too."""
         own = [n for n, p in self.progress.items() if p.driver is ProductDriver.WORKER]
-        if not own or not workflow.patched(LATE_ROWS_OF_PRODUCT_WORKERS):
+        if not own or not self._patches.has(LATE_ROWS_OF_PRODUCT_WORKERS):
             return
         workflow_id = workflow.info().workflow_id
         receipts = await asyncio.gather(

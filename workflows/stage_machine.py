@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from contract.cooling_off import CoolingOffWindow
@@ -23,13 +24,15 @@ with workflow.unsafe.imports_passed_through():
     from contract.names import DELETION_STAGE, DELETION_WAITING_ON, WAITING_ON_PEOPLE
     from contract.stages import FIRST_STAGE, Stage, check_move
     from workflows import account_calls as account
+    from workflows.patches import SEARCH_ATTRIBUTES_FROM_START, Patches
     from workflows.purge import ProductPurges
 
 
 class StageMachine:
-    def __init__(self, request: DeletionRequest, purges: ProductPurges) -> None:
+    def __init__(self, request: DeletionRequest, purges: ProductPurges, patches: Patches) -> None:
         carried = request.carried
         self._request = request
+        self._patches = patches
         self._purges = purges
         self.stage = carried.resume_at if carried else FIRST_STAGE
         """Before the first move: where the run starts (or resumes)."""
@@ -50,11 +53,22 @@ class StageMachine:
             check_move(self.stage, stage)
         self.stage = stage
         self.moved = True
-        workflow.upsert_search_attributes([DELETION_STAGE.value_set(stage.value)])
+        self.keep_current(DELETION_STAGE, stage.value)
         if record:
             await self.show(receipt)
         else:
             workflow.set_current_details(self.details())
+
+    def keep_current(self, key: SearchAttributeKey[str], value: str) -> None:
+        """Sets the search attribute; a run of this code upserts it only when its value changes
+        (each upsert is an event and a visibility write; the start sets `AccountId` and the
+        first stage)."""
+        if (
+            self._patches.has(SEARCH_ATTRIBUTES_FROM_START)
+            and workflow.info().typed_search_attributes.get(key) == value
+        ):
+            return
+        workflow.upsert_search_attributes([key.value_set(value)])
 
     async def show(self, receipt: DeletionReceipt | None = None) -> None:
         """Shows the stage with its current pending tasks and products, without a move: in the

@@ -38,17 +38,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from contract.stages import Stage
     from workflows.failures import error_message
+    from workflows.patches import UNDELIVERABLE_CODE_ENDS_VERIFICATION, Patches
     from workflows.policies import SHORT, database_retry_except, wait_until
 
 Reply = asyncio.Future[CodeCheck]
 
-UNDELIVERABLE_CODE_ENDS_VERIFICATION = "undeliverable-code-ends-verification"
-"""Behind `workflow.patched`: before it, a code that could not be sent failed the run."""
-
 
 class CodeVerification:
-    def __init__(self, account_id: str, policy: DeletionPolicy) -> None:
+    def __init__(self, account_id: str, policy: DeletionPolicy, patches: Patches) -> None:
         self._account_id = account_id
+        self._patches = patches
         self._policy = policy
         self.status: VerificationStatus | None = None
         """What the `status` query shows while a code is awaited."""
@@ -146,7 +145,7 @@ class CodeVerification:
         try:
             issued = await self._issue(policy)
         except ActivityError as error:
-            if not workflow.patched(UNDELIVERABLE_CODE_ENDS_VERIFICATION):
+            if not self._patches.has(UNDELIVERABLE_CODE_ENDS_VERIFICATION):
                 raise
             self.failure = f"no verification code could be sent: {error_message(error)}"
             return False
