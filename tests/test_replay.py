@@ -55,6 +55,7 @@ def test_histories_are_checked_in() -> None:
         "cooling_off_new_tasks_then_purged",
         "cooling_off_restored",
         "cooling_off_continued_as_new",
+        "clean_deletion_current_sequence",
     } <= names
 
 

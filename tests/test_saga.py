@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import asyncpg
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from accounts.registration import IdentifierTaken, RegistrationRequest, register_account
 from contract.models import (
     DeletionPolicy,
+    DeletionRequest,
     DeletionStatus,
     PurgeState,
     TaskCategory,
     VerificationOutcome,
 )
-from contract.names import ACCOUNT_ID, DELETION_STAGE
+from contract.names import ACCOUNT_ID, DELETION_STAGE, workflow_id_for
 from contract.stages import Stage
 from starter.client import DeletionClient
 from starter.errors import ActionNotAllowed
@@ -29,6 +32,8 @@ from tests.support import (
     start_and_receive_code,
     wait_for_stage,
 )
+from workflows.account_deletion import AccountDeletion
+from workflows.patches import CURRENT_SEQUENCE
 
 EAGER_RECHECKS = DeletionPolicy(recheck_cooldown=timedelta(0))
 
@@ -434,3 +439,64 @@ async def test_the_temporal_ui_shows_the_stage_and_the_blocked_product_as_curren
         )
         await deletions.retry(account_id)
         await handle.result()
+
+
+async def test_a_clean_deletion_upserts_a_search_attribute_only_when_its_value_changes(
+    stack: Stack,
+) -> None:
+    """Temporal's work per deletion: the start sets `AccountId` and the first stage, each later
+    stage is one upsert, and the run takes its changes under one patch marker."""
+    client, pool, inbox, deletions = stack.client, stack.pool, stack.inbox, stack.deletions
+    account_id = await new_account(pool)
+    async with stack.worker():
+        code = await start_and_receive_code(deletions, inbox, account_id)
+        await deletions.submit_code(account_id, code)
+        await (await deletions.handle(account_id)).result()
+        await record_history(client, account_id, "clean_deletion_current_sequence")
+    history = await (await deletions.handle(account_id)).fetch_history()
+    upserts: list[tuple[str, str]] = []
+    patches: list[str] = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            upserts += [
+                (name, json.loads(payload.data))
+                for name, payload in fields.indexed_fields.items()
+                if name != "TemporalChangeVersion"
+            ]
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                patches.append(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    assert patches == [CURRENT_SEQUENCE]
+    assert upserts == [
+        ("DeletionStage", stage.value)
+        for stage in (
+            Stage.AWAITING_VERIFICATION,
+            Stage.FREEZING,
+            Stage.PURGING,
+            Stage.RELEASING_IDENTIFIERS,
+            Stage.DELETED,
+        )
+    ]
+    described = await (await deletions.handle(account_id)).describe()
+    assert described.typed_search_attributes.get(ACCOUNT_ID) == account_id
+
+
+async def test_a_run_started_without_search_attributes_sets_them_itself(stack: Stack) -> None:
+    """An operator may start a run by hand (`temporal workflow start`): the run still shows its
+    account and stage."""
+    pool, deletions = stack.pool, stack.deletions
+    account_id = await new_account(pool)
+    async with stack.worker():
+        await stack.client.start_workflow(
+            AccountDeletion.run,
+            DeletionRequest(account_id=account_id, requested_by="operator"),
+            id=workflow_id_for(account_id),
+            task_queue=stack.task_queue,
+        )
+        await wait_for_stage(deletions, account_id, Stage.AWAITING_VERIFICATION)
+        described = await (await deletions.handle(account_id)).describe()
+        assert described.typed_search_attributes.get(ACCOUNT_ID) == account_id
+        assert described.typed_search_attributes.get(DELETION_STAGE) == "AWAITING_VERIFICATION"
+        await deletions.cancel(account_id, reason="test over")
