@@ -185,14 +185,29 @@ class AccountActivities:
     async def release_identifiers(self, ref: AccountRef) -> datetime:
         """Releases user name, email and phone; refuses while any product's purge is unfinished.
 
-        Every product is probed again first: one purged early may have written rows since
-        (late rows), and those are purged again here, inline, before anything is released.
-        Inline, because the workflow re-plans only the products it has not seen succeed:
-        refusing would send it back to PURGING with nothing to do, and here again, for ever.
-        The re-purge is the product's own idempotent, counted purge; the receipt that
-        `finalize_deletion` records reads the counts, late rows included.
+        Every product is probed again, under the account's lock, in the transaction that
+        releases: one purged early may have written rows since (late rows). Those are purged
+        again here, inline, and the release is tried once more. Inline, because the workflow
+        re-plans only the products it has not seen succeed: refusing would send it back to
+        PURGING with nothing to do, and here again, for ever. The re-purge is the product's
+        own idempotent, counted purge; the receipt that `finalize_deletion` records reads the
+        counts, late rows included. The usual account has none: one probe each, no re-purge.
         """
-        await self._purges.purge_late_rows(ref.account_id, ref.workflow_id)
+        released_at = await self._release_if_clean(ref)
+        if released_at is None:
+            await self._purges.purge_late_rows(ref.account_id, ref.workflow_id)
+            released_at = await self._release_if_clean(ref)
+        if released_at is None:
+            # Rows written again since the re-purge: the retry purges them.
+            raise ApplicationError(
+                "rows keep being written after the purge: purging them again",
+                type=PURGE_INCOMPLETE,
+            )
+        return released_at
+
+    async def _release_if_clean(self, ref: AccountRef) -> datetime | None:
+        """Releases the identifiers when every product is purged and probes clean, under the
+        account's lock; None (nothing released) when a product holds rows again."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "select 1 from accounts where account_id = $1 for update", ref.account_id
@@ -210,13 +225,9 @@ class AccountActivities:
                     type=PURGES_UNFINISHED,
                     non_retryable=True,
                 )
-            # Checked again under the account's lock, in the transaction that releases: rows
-            # written since the re-purge above make this attempt fail, and the retry purges them.
             if dirty := await _holding_rows(conn, self._catalog, ref.account_id):
-                raise ApplicationError(
-                    f"rows written after the purge of {', '.join(dirty)}: purging them again",
-                    type=PURGE_INCOMPLETE,
-                )
+                activity.logger.info("late rows in %s: purging them again", ", ".join(dirty))
+                return None
             released_at: datetime | None = await conn.fetchval(
                 "select max(released_at) from identifier_claims where account_id = $1",
                 ref.account_id,
