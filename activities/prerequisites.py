@@ -56,8 +56,12 @@ class PrerequisiteActivities:
     @activity.defn
     async def check_prerequisites(self, ref: AccountRef) -> PrerequisiteReport:
         tasks: list[PendingTask] = []
-        # One snapshot: the tasks describe the account at one moment.
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+        # One snapshot (repeatable read: read committed takes one per statement), so that the
+        # tasks describe the account at one moment.
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             for product in self._catalog.sql:
                 tasks += await live_tasks(conn, product, ref.account_id)
             for prerequisite in PREREQUISITES:
