@@ -33,7 +33,7 @@ from contract.names import workflow_id_for
 from contract.stages import Stage
 from starter.client import DeletionClient
 
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
 EVENTS_PER_WORKFLOW_TASK = 3
 """Scheduled, started, completed: what one more workflow task adds to a history."""
 

@@ -32,7 +32,7 @@ from contract.stages import Stage
 from starter.client import DeletionClient
 from workflows.account_deletion import AccountDeletion
 
-TARGET = 1.5
+TARGET = 1.2
 
 
 @dataclass(frozen=True)
