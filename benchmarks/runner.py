@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks import history, http_driver, latency, purge, throughput, waiting
+from benchmarks import history, http_driver, latency, purge, throughput, waiting, work
 from benchmarks.harness import Report
 from benchmarks.stack import Stack
 
@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[BenchmarkRun, dict[str, Any]]] = {
     "history": (history.run, history.SIZES),
     "waiting": (waiting.run, waiting.SIZES),
     "http": (http_driver.run, http_driver.SIZES),
+    "work": (work.run, work.SIZES),
 }
 
 

@@ -7,11 +7,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -40,13 +42,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
-    """One pool per process, opened at start-up and closed at shutdown."""
+async def create_pool(
+    dsn: str,
+    *,
+    max_size: int = 10,
+    query_logger: Callable[[LoggedQuery], None] | None = None,
+) -> asyncpg.Pool:
+    """One pool per process, opened at start-up and closed at shutdown. `query_logger` sees
+    every statement of its connections (the benchmarks count round trips with it)."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await _init_connection(conn)
+        if query_logger is not None:
+            conn.add_query_logger(query_logger)
+
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=max_size,
-        init=_init_connection,
+        init=init,
         reset=_keep_session,
         command_timeout=60,
     )

@@ -50,7 +50,15 @@ def figures(report: Report) -> dict[str, Any]:
 
 
 def test_every_benchmark_the_issue_names_is_runnable() -> None:
-    assert set(BENCHMARKS) == {"throughput", "latency", "purge", "history", "waiting", "http"}
+    assert set(BENCHMARKS) == {
+        "throughput",
+        "latency",
+        "purge",
+        "history",
+        "waiting",
+        "http",
+        "work",
+    }
 
 
 async def test_throughput_drains_every_deletion_of_both_workflows(stack: Stack) -> None:
@@ -122,6 +130,18 @@ async def test_the_bare_workflow_keeps_the_sagas_shape(stack: Stack) -> None:
     assert line["saga_activities"] == line["bare_activities"] == 17
     assert line["saga_events"] > 0 and line["bare_events"] > 0
     assert "the bare workflow no longer has the saga's shape" not in str(line)
+
+
+async def test_work_counts_visibility_writes_and_the_statements_of_each_activity(
+    stack: Stack,
+) -> None:
+    line = figures(await run_benchmark("work", stack, "tiny"))
+    assert line["met"] is True
+    assert line["saga_visibility_writes"] - line["bare_visibility_writes"] == 6
+    by_activity = line["sql_statements_by_activity"]
+    assert sum(by_activity.values()) == line["saga_sql_statements"]
+    assert {"purge_product", "record_progress", "release_identifiers"} <= set(by_activity)
+    assert "other" not in by_activity  # every statement of the worker is an activity's
 
 
 def test_only_workflow_tasks_may_vary_with_rows_at_most_one_per_waking_event() -> None:
