@@ -1,5 +1,5 @@
 """`python -m benchmarks [NAME ...] [--size tiny|full]`: benchmarks, each on a fresh embedded
-stack (all five when none is named).
+stack (all of them when none is named).
 
 Each prints a table and, last, one JSON line with its figures, the ratio to the baseline
 measured in the same run, and the target. Exits 0 when they ran (a missed target is a finding,

@@ -6,6 +6,10 @@ activities (6) and of messages (a code by signal or by update, waited for with a
 same server, through the same data converter. What it lacks is only what the product does:
 the database work, the code hashing, search attributes and the details shown in the UI. The
 ratio of the saga to this is the cost of the product over Temporal's own.
+
+With products beyond the registry's (`BareRequest.products`, the throughput benchmark's
+`worker` and `http` mixes) it schedules the activities their drivers add to the saga, on the
+same queues: a `worker` product's on a queue of its own, which a second bare worker polls.
 """
 
 from __future__ import annotations
@@ -26,8 +30,21 @@ with workflow.unsafe.imports_passed_through():
 BARE_CODE = "424242"
 
 
+class BareProduct(BaseModel):
+    """A product beyond the registry's, as the saga's driver calls it: `worker` (its live
+    resources at each prerequisite check, its purge and its late rows, on `task_queue`, the
+    purge recorded on the run's own queue) or `http` (the request and its record, both on the
+    run's own queue)."""
+
+    name: str
+    driver: str
+    task_queue: str | None = None
+
+
 class BareRequest(BaseModel):
     account_id: str
+    products: list[BareProduct] = []
+    """Beyond the registry's: none for the saga's shape with built-in products alone."""
 
 
 class BareStep(BaseModel):
@@ -78,8 +95,9 @@ class BareDeletion:
     @workflow.run
     async def run(self, request: BareRequest) -> BareResult:
         a = request.account_id
+        own = [p for p in request.products if p.driver == "worker"]
         await self._local("checking")
-        await self._step(a, "check_prerequisites")
+        await self._check(a, own)
         await self._local("awaiting_verification")
         self._awaiting = True
         await workflow.execute_activity_method(
@@ -99,13 +117,20 @@ class BareDeletion:
         self._awaiting = False
         await self._local("freezing")
         await self._step(a, "freeze")
-        await self._step(a, "check_prerequisites")
+        await self._check(a, own)
         products = await workflow.execute_local_activity_method(
             BareActivities.list_products, start_to_close_timeout=_SHORT, retry_policy=_RETRY
         )
         await self._local("purging")
-        await asyncio.gather(*(self._step(a, f"purge {product}") for product in products))
+        await asyncio.gather(
+            *(self._step(a, f"purge {product}") for product in products),
+            *(self._purge_beyond(a, product) for product in request.products),
+        )
         await self._local("releasing_identifiers")
+        if own:
+            await asyncio.gather(
+                *(self._step(a, f"late rows of {p.name}", p.task_queue) for p in own)
+            )
         released_at = await workflow.execute_activity_method(
             BareActivities.release,
             BareStep(account_id=a, step="release"),
@@ -117,10 +142,27 @@ class BareDeletion:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return BareResult(account_id=a, released_at=released_at)
 
-    async def _step(self, account_id: str, step: str) -> None:
+    async def _check(self, account_id: str, own: list[BareProduct]) -> None:
+        """The prerequisite check, then each `worker` product's live resources (in parallel)."""
+        await self._step(account_id, "check_prerequisites")
+        if own:
+            await asyncio.gather(
+                *(self._step(account_id, f"live resources of {p.name}", p.task_queue) for p in own)
+            )
+
+    async def _purge_beyond(self, account_id: str, product: BareProduct) -> None:
+        """A product beyond the registry's: its purge by its driver, then its record."""
+        if product.driver == "worker":
+            await self._step(account_id, f"purge {product.name}", product.task_queue)
+        else:
+            await self._step(account_id, f"request purge of {product.name}")
+        await self._step(account_id, f"record purge of {product.name}")
+
+    async def _step(self, account_id: str, step: str, task_queue: str | None = None) -> None:
         await workflow.execute_activity_method(
             BareActivities.step,
             BareStep(account_id=account_id, step=step),
+            task_queue=task_queue,
             start_to_close_timeout=_SHORT,
             retry_policy=_RETRY,
         )

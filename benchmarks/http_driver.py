@@ -83,7 +83,7 @@ class BenchProduct:
 
 
 @asynccontextmanager
-async def _serving(app: Starlette) -> AsyncIterator[str]:
+async def serving(app: Starlette) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -121,7 +121,7 @@ async def run(stack: Stack, size: Size) -> Report:
             if mode != "none":
                 product = BenchProduct(mode, secret)
                 exits.push_async_callback(product.http.aclose)
-                url = await exits.enter_async_context(_serving(product.app()))
+                url = await exits.enter_async_context(serving(product.app()))
                 entry = (
                     f'[[product]]\nname = "bench_{mode}"\ndriver = "http"\n'
                     f'url = "{url}/deletions"\nsecret = "{secret}"\n'

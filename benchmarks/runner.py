@@ -13,6 +13,8 @@ BenchmarkRun = Callable[[Stack, Any], Awaitable[Report]]
 
 BENCHMARKS: dict[str, tuple[BenchmarkRun, dict[str, Any]]] = {
     "throughput": (throughput.run, throughput.SIZES),
+    "throughput-worker": (throughput.run_worker, throughput.SIZES),
+    "throughput-http": (throughput.run_http, throughput.SIZES),
     "latency": (latency.run, latency.SIZES),
     "purge": (purge.run, purge.SIZES),
     "history": (history.run, history.SIZES),

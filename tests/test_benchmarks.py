@@ -13,11 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from temporalio.client import Client
 
+from benchmarks import mixes, throughput
 from benchmarks.harness import CpuMeter, Report
 from benchmarks.history import Shape, flat_in_rows
 from benchmarks.runner import BENCHMARKS, run_benchmark
@@ -52,6 +55,8 @@ def figures(report: Report) -> dict[str, Any]:
 def test_every_benchmark_the_issue_names_is_runnable() -> None:
     assert set(BENCHMARKS) == {
         "throughput",
+        "throughput-worker",
+        "throughput-http",
         "latency",
         "purge",
         "history",
@@ -186,3 +191,58 @@ def test_python_m_benchmarks_runs_on_its_own_embedded_stack() -> None:
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "== history =="
     assert json.loads(lines[-1])["benchmark"] == "history"
+
+
+async def test_throughput_with_each_driver_in_the_mix_schedules_the_bare_shapes_activities(
+    stack: Stack,
+) -> None:
+    """Each mix drains every deletion of both workflows; the saga's activities by queue are the
+    bare shape's (the benchmark fails otherwise), and hold what each driver adds."""
+    sql = figures(await run_benchmark("throughput", stack, "tiny"))
+    worker = figures(await run_benchmark("throughput-worker", stack, "tiny"))
+    http = figures(await run_benchmark("throughput-http", stack, "tiny"))
+    for line in (sql, worker, http):
+        assert line["saga_deletions_per_s"] > 0 and line["bare_deletions_per_s"] > 0
+        assert set(line["cpu_s_per_deletion"]) == {"bare", "saga"}
+        assert line["cpu_s_per_deletion"]["saga"]["benchmark"] > 0
+    deleted = await stack.pool.fetchval("select count(*) from accounts where status = 'deleted'")
+    assert deleted == sum(line["deletions"] * line["runs"] for line in (sql, worker, http))
+
+    assert sql["mix"] == "sql" and set(sql["activities_by_queue"]) == {"run"}
+    own = sql["activities_by_queue"]["run"]
+    assert worker["products_beyond_registry"] == ["archive (worker)"]
+    # Its live-resource checks, its purge and its late rows on its own queue; the record here.
+    assert worker["activities_by_queue"]["account-deletion-product-archive"] >= 3
+    assert worker["activities_by_queue"]["run"] >= own + 1
+    assert worker["product_rows_per_account"] > 0
+    assert http["products_beyond_registry"] == ["bench_http (http)"]
+    assert set(http["activities_by_queue"]) == {"run"}
+    assert http["activities_by_queue"]["run"] >= own + 1  # the request and its record
+
+    purges = await stack.pool.fetch(
+        "select product, driver, count(*) as n, sum(reported_rows) as reported"
+        " from product_purges where driver <> 'sql' group by product, driver"
+    )
+    assert sorted((r["product"], r["driver"], r["n"]) for r in purges) == [
+        ("archive", "worker", worker["deletions"] * worker["runs"]),
+        ("bench_http", "http", http["deletions"] * http["runs"]),
+    ]
+    left = await stack.pool.fetchval(
+        "select count(*) from pg_database where datname like 'archive_bench_%'"
+    )
+    assert left == 0, "the worker mix's archive database outlived its benchmark"
+
+
+async def test_a_bare_shape_without_the_drivers_activities_fails_the_benchmark(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = mixes.mix_of
+
+    @asynccontextmanager
+    async def bare_without_products(name: str, on: Stack) -> AsyncIterator[mixes.Mix]:
+        async with real(name, on) as mix:
+            yield replace(mix, bare_products=[])
+
+    monkeypatch.setattr(throughput, "mix_of", bare_without_products)
+    with pytest.raises(RuntimeError, match="no longer schedules the saga's activities"):
+        await run_benchmark("throughput-http", stack, "tiny")
