@@ -69,6 +69,8 @@ class Measured:
     longest_transaction_s: float
     share: float
     """The purged account's largest share of a table it had rows in, before the purge."""
+    longest_query: str = ""
+    """What the longest transaction was running when last sampled."""
 
     @property
     def rows_per_s(self) -> float:
@@ -101,6 +103,7 @@ async def run(stack: Stack, size: Size) -> Report:
     saga_rate = median([m.rows_per_s for m in saga])
     plain_rate = median([m.rows_per_s for m in plain])
     longest = max(m.longest_transaction_s for m in saga)
+    slowest = max(saga, key=lambda m: m.longest_transaction_s)
     report.ratio = saga_rate / plain_rate
     report.met = report.ratio >= TARGET_RATIO and longest <= LOCK_LIMIT_S
     report.figures = {
@@ -121,6 +124,8 @@ async def run(stack: Stack, size: Size) -> Report:
         f"{size.rows_per_product:,} rows of the account per product, among"
         f" {size.background_accounts:,} other accounts' {size.background_rows_per_account:,}"
         f" rows each per big table (seeded in {seeding_s:.0f} s): share <= {MAX_SHARE:.0%}",
+        f"the saga's longest transaction ({slowest.longest_transaction_s:.3f} s) ran:"
+        f" {slowest.longest_query}",
         "plain DELETE plans (tables by innermost scan; the full plans in the JSON line): "
         + ", ".join(f"{node} x{n}" for node, n in Counter(map(_scan_kind, plans.values())).items()),
     ]
@@ -128,11 +133,13 @@ async def run(stack: Stack, size: Size) -> Report:
 
 
 class LongestTransaction:
-    """Samples the age of the oldest open transaction in the database, other than its own."""
+    """Samples the age of the oldest open transaction in the database, other than its own,
+    and the statement it was running (`query`: its first words)."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self.longest = 0.0
+        self.query = ""
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LongestTransaction:
@@ -151,15 +158,18 @@ class LongestTransaction:
     async def _sample(self, conn: asyncpg.Connection) -> None:
         try:
             while True:
-                age = await conn.fetchval(
+                oldest = await conn.fetchrow(
                     """
-                    select coalesce(max(extract(epoch from clock_timestamp() - xact_start)), 0)
+                    select extract(epoch from clock_timestamp() - xact_start) as age, query
                     from pg_stat_activity
                     where datname = current_database() and pid <> pg_backend_pid()
                       and xact_start is not null and backend_type = 'client backend'
+                    order by xact_start limit 1
                     """
                 )
-                self.longest = max(self.longest, float(age))
+                if oldest is not None and float(oldest["age"]) > self.longest:
+                    self.longest = float(oldest["age"])
+                    self.query = " ".join(str(oldest["query"]).split())[:70]
                 await asyncio.sleep(SAMPLE_INTERVAL_S)
         finally:
             await conn.close()
@@ -233,7 +243,7 @@ async def _plain_delete(stack: Stack, size: Size, plans: dict[str, str]) -> Meas
                 )
                 rows += int(status.rsplit(" ", 1)[-1])
             seconds = time.perf_counter() - started
-    return Measured(rows, seconds, sampler.longest, share)
+    return Measured(rows, seconds, sampler.longest, share, sampler.query)
 
 
 async def _saga_purge(stack: Stack, size: Size) -> Measured:
@@ -264,4 +274,4 @@ async def _saga_purge(stack: Stack, size: Size) -> Measured:
                 completed.append(event.event_time.ToDatetime())
     seconds = (max(completed) - min(scheduled)).total_seconds()
     rows = sum(product.rows for product in receipt.products)
-    return Measured(rows, seconds, sampler.longest, share)
+    return Measured(rows, seconds, sampler.longest, share, sampler.query)

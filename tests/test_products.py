@@ -331,6 +331,12 @@ async def test_each_product_purges_children_before_the_rows_they_reference(
             # Products are purged in parallel: a reference across products could break either.
             assert child_product == parent_product, f"{child} -> {parent} crosses products"
             assert child_index < parent_index, f"{parent} is purged before {child}"
+            # Tables declared `together` are purged at the same time: never a child and its
+            # parent (the parent's delete would fail on a child row not yet purged).
+            product = PRODUCTS_BY_NAME[child_product]
+            assert product.stage_start(child_index) != product.stage_start(parent_index), (
+                f"{child} -> {parent} are declared together"
+            )
             checked += 1
         # A kept table must not point at purged rows: the delete would fail or leave it dangling.
         assert not (child in RETAINED_TABLES and parent in position), f"{child} -> {parent}"
