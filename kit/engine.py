@@ -250,26 +250,28 @@ class PurgeEngine:
         progress: tuple[str, str, str],
         size: BatchSize,
     ) -> None:
-        last: object = None  # the last key purged: the next batch starts after it
-        while True:
-            limit = size.rows
-            started = time.monotonic()
-            if last is None:
-                batch = await self._pool.fetchrow(
-                    table.batch_sql, request.account_id, limit, *progress
-                )
-            else:
-                batch = await self._pool.fetchrow(
-                    table.next_batch_sql, request.account_id, limit, *progress, last
-                )
-            assert batch is not None
-            rows = int(batch["rows"])
-            size.took(rows, time.monotonic() - started)
-            if rows:
-                last = batch["last"]
-            beat(index)
-            if rows < limit:
-                return
+        # One connection for the table's batches (each still its own transaction), its two
+        # statements prepared on it once.
+        async with self._pool.acquire() as conn:
+            first = await conn.prepare(table.batch_sql)
+            following: asyncpg.prepared_stmt.PreparedStatement | None = None
+            last: object = None  # the last key purged: the next batch starts after it
+            while True:
+                limit = size.rows
+                started = time.monotonic()
+                if last is None:
+                    batch = await first.fetchrow(request.account_id, limit, *progress)
+                else:
+                    following = following or await conn.prepare(table.next_batch_sql)
+                    batch = await following.fetchrow(request.account_id, limit, *progress, last)
+                assert batch is not None
+                rows = int(batch["rows"])
+                size.took(rows, time.monotonic() - started)
+                if rows:
+                    last = batch["last"]
+                beat(index)
+                if rows < limit:
+                    return
 
     async def _complete(self, request: PurgeProductInput, product: KitProduct) -> ProductReceipt:
         """Records completion once (the probe found nothing left) and builds the receipt."""
