@@ -90,6 +90,7 @@ def activities_for(
     catalog: Catalog | None = None,
     *,
     purge_batch_size: int = 5000,
+    purge_batch_budget: timedelta | None = None,
     http_products: HttpProductActivities | None = None,
 ) -> Sequence[Any]:
     """Every activity of the product, bound to this process's pool, notifier, code hasher and
@@ -98,7 +99,9 @@ def activities_for(
     catalog = catalog or Catalog()
     if catalog.of_driver(ProductDriver.HTTP) and http_products is None:
         raise ValueError("the catalog declares http products: pass their activities")
-    purge = PurgeActivities(pool, catalog, batch_size=purge_batch_size)
+    purge = PurgeActivities(
+        pool, catalog, batch_size=purge_batch_size, batch_budget=purge_batch_budget
+    )
     account = AccountActivities(pool, purge, catalog)
     verification = VerificationActivities(pool, notifier, hasher)
     signed = http_products.client if http_products else None
@@ -183,6 +186,7 @@ def build_worker(
             hasher,
             catalog,
             purge_batch_size=settings.purge_batch_size,
+            purge_batch_budget=settings.purge_batch_budget,
             http_products=http_products,
         ),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),

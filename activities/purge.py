@@ -65,6 +65,7 @@ class PurgeActivities:
         catalog: Catalog,
         *,
         batch_size: int = 5000,
+        batch_budget: timedelta | None = None,
         heartbeat_after: timedelta = HEARTBEAT_AFTER,
     ) -> None:
         self._pool = pool
@@ -72,7 +73,11 @@ class PurgeActivities:
         self._heartbeat_after = heartbeat_after
         self._ledger = _ServiceLedger()
         self._engine = PurgeEngine(
-            pool, self._ledger, batch_size=batch_size, heartbeat_after=heartbeat_after
+            pool,
+            self._ledger,
+            batch_size=batch_size,
+            batch_budget=batch_budget,
+            heartbeat_after=heartbeat_after,
         )
 
     @activity.defn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -95,7 +96,19 @@ class Settings(BaseSettings):
     the database `archive` of the embedded PostgreSQL."""
 
     purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
-    """Rows per purge transaction: small enough that no transaction holds locks for long."""
+    """Rows per purge transaction: small enough that no transaction holds locks for long. With
+    PURGE_BATCH_SECONDS, the size of each table's first batch."""
+    purge_batch_seconds: float = Field(default=0.25, ge=0, lt=1)
+    """The time a purge transaction should take (env PURGE_BATCH_SECONDS): each table's
+    batches after the first are sized from the last one's time per row to take about this
+    long (never more than 4 times the last one's rows, at most 100,000). 0: every batch is
+    PURGE_BATCH_SIZE rows."""
+
+    @property
+    def purge_batch_budget(self) -> timedelta | None:
+        """PURGE_BATCH_SECONDS as the engine takes it: None for fixed batches."""
+        return timedelta(seconds=self.purge_batch_seconds) if self.purge_batch_seconds else None
+
     worker_max_concurrent_activities: int = Field(default=20, ge=1, le=1000)
     """Activities one worker runs at once. Purges hold a pool connection per batch, so keep
     this near DATABASE_POOL_SIZE times two; scale out with more workers instead."""

@@ -56,6 +56,7 @@ class ProductActivities:
         product: KitProduct,
         *,
         batch_size: int = 5000,
+        batch_budget: timedelta | None = None,
         heartbeat_after: timedelta = HEARTBEAT_AFTER,
     ) -> None:
         self._pool = pool
@@ -65,6 +66,7 @@ class ProductActivities:
             _LiveResourcesRefuse(),
             driver=ProductDriver.WORKER,
             batch_size=batch_size,
+            batch_budget=batch_budget,
             heartbeat_after=heartbeat_after,
         )
 

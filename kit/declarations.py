@@ -175,14 +175,19 @@ PurgeStep = TablePurge | CustomPurge
 @dataclass(frozen=True)
 class KitProduct:
     """One product: its tables (in purge order: children before the rows they reference), the
-    live resources that block an account's deletion, and custom purge steps for what no table
-    declaration fits (run first, in order, before the tables)."""
+    live resources that block an account's deletion, custom purge steps for what no table
+    declaration fits (run first, in order, before the tables), and which tables may be purged
+    at the same time."""
 
     name: str
     title: str
     tables: tuple[TablePurge, ...]
     live: tuple[LiveResource, ...] = field(default=())
     custom: tuple[CustomPurge, ...] = field(default=())
+    together: tuple[tuple[str, ...], ...] = field(default=())
+    """Groups of tables purged at the same time, each on its own connection: tables next to
+    each other in `tables` with no foreign key between them (nor any other reason to purge
+    one first). Every other table is purged alone, in order."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(PRODUCT_NAME_PATTERN, self.name):
@@ -190,6 +195,33 @@ class KitProduct:
         names = [step.table for step in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: a table is declared twice")
+        tables = [table.table for table in self.tables]
+        grouped = [name for group in self.together for name in group]
+        if len(set(grouped)) != len(grouped):
+            raise ValueError(f"{self.name}: a table is in two groups of `together`")
+        for group in self.together:
+            if len(group) < 2 or not set(group) <= set(tables):
+                raise ValueError(f"{self.name}: `together` groups two or more of its tables")
+            first = tables.index(group[0])
+            if tuple(tables[first : first + len(group)]) != group:
+                raise ValueError(f"{self.name}: {group} are not next to each other in `tables`")
+
+    @property
+    def stages(self) -> tuple[tuple[int, ...], ...]:
+        """The purge's order as indices of `steps`: each stage's steps run at the same time,
+        a stage after the one before has finished."""
+        together = {group[0]: len(group) for group in self.together}
+        stages: list[tuple[int, ...]] = [(index,) for index in range(len(self.custom))]
+        index = len(self.custom)
+        while index < len(self.steps):
+            size = together.get(self.steps[index].table, 1)
+            stages.append(tuple(range(index, index + size)))
+            index += size
+        return tuple(stages)
+
+    def stage_start(self, index: int) -> int:
+        """The first step of the stage that step `index` is in (a stage is resumed whole)."""
+        return next((stage[0] for stage in self.stages if index in stage), index)
 
     @property
     def steps(self) -> tuple[PurgeStep, ...]:

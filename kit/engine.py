@@ -4,13 +4,16 @@ same engine purges the built-in `sql` products in the deletion service's databas
 
 Exactly once in effect: each batch is deleted (or anonymised) in the same transaction that
 adds its row count to `purge_progress`, so a crash at any point loses no count and repeats no
-work; the heartbeat carries the table the purge had reached, so a retry resumes there. After
-the tables, a read-only probe confirms that nothing of the account is left, and
-`product_purges` records the completion once.
+work; the heartbeat carries the table the purge had reached (the first of the tables it purges
+at the same time, `KitProduct.together`), so a retry resumes there. After the tables, a
+read-only probe confirms that nothing of the account is left, and `product_purges` records the
+completion once. With a batch budget, each table's batches grow or shrink from the configured
+size so that a transaction takes about that long (`kit.batches`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -22,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from contract.errors import PURGE_INCOMPLETE, PURGE_REFUSED
 from contract.models import ProductDriver, ProductReceipt, PurgeProductInput, TableReceipt
+from kit.batches import BatchSize
 from kit.declarations import (
     PROGRESS_UPSERT,
     Connection,
@@ -71,12 +75,17 @@ class PurgeEngine:
         *,
         driver: ProductDriver = ProductDriver.SQL,
         batch_size: int = 5000,
+        batch_budget: timedelta | None = None,
         heartbeat_after: timedelta = HEARTBEAT_AFTER,
     ) -> None:
+        """`batch_size` rows a batch; with a `batch_budget` (under a second), only each table's
+        first batch, the next ones sized to take about the budget."""
+        BatchSize(batch_size, batch_budget)  # refuses a budget out of range now
         self._pool = pool
         self._ledger = ledger
         self._driver = driver
         self._batch_size = batch_size
+        self._batch_budget = batch_budget
         self._heartbeat_after = heartbeat_after
 
     async def purge(self, product: KitProduct, request: PurgeProductInput) -> ProductReceipt:
@@ -95,13 +104,16 @@ class PurgeEngine:
                 non_retryable=True,
             )
         details = activity.info().heartbeat_details
-        start = int(details[0]) if details else 0
+        # A table's index (an older worker's heartbeat may name any table of a group).
+        start = product.stage_start(int(details[0])) if details else 0
         if start:
             # Rows written late into a table already passed would block its parent's
             # delete (foreign key): resume at the first table that still holds rows.
             left = await self.probe(product, request.account_id)
             passed = product.steps[:start]
-            start = next((i for i, t in enumerate(passed) if t.table in left), start)
+            start = next(
+                (product.stage_start(i) for i, t in enumerate(passed) if t.table in left), start
+            )
             activity.logger.info("resuming purge of %s at table %d", product.name, start)
         await self.purge_tables(product, request, beat, start=start)
         return await self._complete(request, product)
@@ -142,12 +154,16 @@ class PurgeEngine:
         *,
         start: int = 0,
     ) -> None:
-        """Every table from `start`, then the probe; again from the first table while rows
-        appear after their table was purged (a product writing late), at most PASSES times."""
+        """Every table from `start` (the first of a stage), then the probe; again from the
+        first table while rows appear after their table was purged (a product writing late),
+        at most PASSES times. The tables of a stage go at the same time, each heartbeating the
+        stage's first: a retry redoes the whole stage, whose finished tables cost a batch."""
         for _ in range(PASSES):
-            for index, step in enumerate(product.steps):
-                if index >= start:
-                    await self._purge_step(request, step, index, beat)
+            for stage in product.stages:
+                if stage[0] < start:
+                    continue
+                steps = [product.steps[index] for index in stage]
+                await self._purge_stage(request, steps, stage[0], beat)
             left = await self.probe(product, request.account_id)
             if not left:
                 return
@@ -190,20 +206,40 @@ class PurgeEngine:
             product,
         )
 
+    async def _purge_stage(
+        self, request: PurgeProductInput, steps: list[PurgeStep], index: int, beat: Heartbeat
+    ) -> None:
+        """The steps at the same time, each on its own connection; the first failure is the
+        stage's, once the others have stopped (a batch in flight commits whole or not)."""
+        if len(steps) == 1:
+            await self._purge_step(request, steps[0], index, beat)
+            return
+        tasks = [asyncio.ensure_future(self._purge_step(request, s, index, beat)) for s in steps]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _purge_step(
         self, request: PurgeProductInput, step: PurgeStep, index: int, beat: Heartbeat
     ) -> None:
         progress = (request.product, step.table, step.method.value)
+        size = BatchSize(self._batch_size, self._batch_budget)
         if isinstance(step, CustomPurge):
             while True:
+                limit = size.rows
+                started = time.monotonic()
                 async with self._pool.acquire() as conn, conn.transaction():
-                    rows = await step.batch(conn, request.account_id, self._batch_size)
+                    rows = await step.batch(conn, request.account_id, limit)
                     if rows:
                         await conn.execute(_COUNT_CUSTOM, request.account_id, rows, *progress)
+                size.took(rows, time.monotonic() - started)
                 beat(index)
-                if rows < self._batch_size:
+                if rows < limit:
                     return
-        await self._purge_table(request, step, index, beat, progress)
+        await self._purge_table(request, step, index, beat, progress, size)
 
     async def _purge_table(
         self,
@@ -212,24 +248,30 @@ class PurgeEngine:
         index: int,
         beat: Heartbeat,
         progress: tuple[str, str, str],
+        size: BatchSize,
     ) -> None:
-        last: object = None  # the last key purged: the next batch starts after it
-        while True:
-            if last is None:
-                batch = await self._pool.fetchrow(
-                    table.batch_sql, request.account_id, self._batch_size, *progress
-                )
-            else:
-                batch = await self._pool.fetchrow(
-                    table.next_batch_sql, request.account_id, self._batch_size, *progress, last
-                )
-            assert batch is not None
-            rows = int(batch["rows"])
-            if rows:
-                last = batch["last"]
-            beat(index)
-            if rows < self._batch_size:
-                return
+        # One connection for the table's batches (each still its own transaction), its two
+        # statements prepared on it once.
+        async with self._pool.acquire() as conn:
+            first = await conn.prepare(table.batch_sql)
+            following: asyncpg.prepared_stmt.PreparedStatement | None = None
+            last: object = None  # the last key purged: the next batch starts after it
+            while True:
+                limit = size.rows
+                started = time.monotonic()
+                if last is None:
+                    batch = await first.fetchrow(request.account_id, limit, *progress)
+                else:
+                    following = following or await conn.prepare(table.next_batch_sql)
+                    batch = await following.fetchrow(request.account_id, limit, *progress, last)
+                assert batch is not None
+                rows = int(batch["rows"])
+                size.took(rows, time.monotonic() - started)
+                if rows:
+                    last = batch["last"]
+                beat(index)
+                if rows < limit:
+                    return
 
     async def _complete(self, request: PurgeProductInput, product: KitProduct) -> ProductReceipt:
         """Records completion once (the probe found nothing left) and builds the receipt."""

@@ -26,12 +26,14 @@ def product_worker(
     product: KitProduct,
     *,
     batch_size: int = 5000,
+    batch_budget: timedelta | None = None,
     shutdown: timedelta = timedelta(seconds=30),
     max_concurrent_activities: int = 20,
 ) -> Worker:
     """The worker of `product`. `client` must use the deployment's data converter (pydantic,
-    and the payload codec of PAYLOAD_KEYS): the workflow's inputs arrive encrypted."""
-    activities = ProductActivities(pool, product, batch_size=batch_size)
+    and the payload codec of PAYLOAD_KEYS): the workflow's inputs arrive encrypted. Purge
+    batches of `batch_size` rows, or with a `batch_budget`, sized to take about that long."""
+    activities = ProductActivities(pool, product, batch_size=batch_size, batch_budget=batch_budget)
     return Worker(
         client,
         task_queue=product_task_queue(product.name),
@@ -52,6 +54,7 @@ async def run_product_worker(
     *,
     schema: tuple[str, ...] = (),
     batch_size: int = 5000,
+    batch_budget: timedelta | None = None,
     shutdown: timedelta = timedelta(seconds=30),
     pool_size: int = 10,
     stop: asyncio.Event | None = None,
@@ -67,7 +70,14 @@ async def run_product_worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-        worker = product_worker(client, pool, product, batch_size=batch_size, shutdown=shutdown)
+        worker = product_worker(
+            client,
+            pool,
+            product,
+            batch_size=batch_size,
+            batch_budget=batch_budget,
+            shutdown=shutdown,
+        )
         async with worker:
             logger.info(
                 "%s worker polling task queue %s", product.name, product_task_queue(product.name)

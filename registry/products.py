@@ -3,6 +3,8 @@
 Adding a product is adding a declaration here: the prerequisite check, the purge and the
 post-purge probe are generic over these declarations. `tests/test_products.py` fails when a
 table referencing an account is covered by no declaration (the under-deletion check).
+Tables of a product with no foreign key between them may be declared `together` (purged at
+the same time); it checks too that no foreign key joins two tables of a group.
 
 The declarations (`TablePurge`, `LiveResource`, `PurgeMethod`) are the product kit's
 (`kit.declarations`), which composes their SQL from checked identifiers; every value is a
@@ -95,6 +97,7 @@ PRODUCTS: tuple[Product, ...] = (
             TablePurge("elastic_ips", "eip_id"),
             TablePurge("load_balancers", "lb_id"),
         ),
+        together=(("elastic_ips", "load_balancers"),),
         live=(
             LiveResource(
                 "elastic_ips",
@@ -154,6 +157,7 @@ PRODUCTS: tuple[Product, ...] = (
             TablePurge("contracts", "contract_id"),
             TablePurge("account_balances", "account_id"),
         ),
+        together=(("bills", "contracts", "account_balances"),),
     ),
     Product(
         name="organizations",
@@ -162,6 +166,7 @@ PRODUCTS: tuple[Product, ...] = (
             TablePurge("group_memberships", "group_id"),
             TablePurge("partner_relationships", "relationship_id"),
         ),
+        together=(("group_memberships", "partner_relationships"),),
     ),
     Product(
         name="sign_in",
@@ -172,6 +177,8 @@ PRODUCTS: tuple[Product, ...] = (
             TablePurge("verification_attempts", "attempt_id"),
             TablePurge("verification_challenges", "challenge_id"),
         ),
+        # Attempts reference their challenge: purged first, with the sessions and keys.
+        together=(("sessions", "api_keys", "verification_attempts"),),
     ),
 )
 

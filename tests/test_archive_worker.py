@@ -153,7 +153,11 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
             archive, account_id, ArchiveData(vaults=2, objects=80_000, log_lines=2_000)
         )
         total = sum(seeded.values())
-        env = {"ARCHIVE_DATABASE_URL": archive_url, "PURGE_BATCH_SIZE": "25"}
+        env = {
+            "ARCHIVE_DATABASE_URL": archive_url,
+            "PURGE_BATCH_SIZE": "25",
+            "PURGE_BATCH_SECONDS": "0",  # batches of 25 rows: counted below
+        }
         log = tmp_path / "archive.log"
         async with stack.worker(catalog=CATALOG):
             with product_worker_process(stack.client, "archive", env, log) as first:
@@ -289,6 +293,7 @@ async def _refusal(*args: str, **changes: str | None) -> tuple[int, str]:
         ({"PAYLOAD_KEYS": None}, "PAYLOAD_KEYS is not set"),
         ({"WORKER_METRICS_ADDRESS": "everywhere"}, "WORKER_METRICS_ADDRESS must be"),
         ({"PURGE_BATCH_SIZE": "0"}, "PURGE_BATCH_SIZE"),
+        ({"PURGE_BATCH_SECONDS": "1"}, "PURGE_BATCH_SECONDS"),
     ],
 )
 async def test_the_archive_worker_refuses_bad_configuration_in_one_line(

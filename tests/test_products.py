@@ -253,6 +253,32 @@ async def test_each_key_is_unique_among_one_accounts_rows(pool: asyncpg.Pool) ->
                 )
 
 
+async def test_each_table_has_the_account_key_index_its_batches_range_over(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch is a range of the `(account_id, key)` index: without it, on a table shared by
+    many accounts, each batch walks the primary key past every other account's rows."""
+    async with pool.acquire() as conn:
+        for product in PRODUCTS:
+            for table in product.tables:
+                leading = await conn.fetch(
+                    """
+                    select array(
+                        select a.attname::text from unnest(i.indkey) with ordinality k(num, n)
+                        join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.num
+                        order by k.n
+                    ) as cols
+                    from pg_index i
+                    where i.indrelid = $1::regclass and i.indpred is null
+                    """,
+                    table.table,
+                )
+                wanted = ["account_id"] if table.key == "account_id" else ["account_id", table.key]
+                assert any(row["cols"][: len(wanted)] == wanted for row in leading), (
+                    f"{table.table} has no index on (account_id, {table.key})"
+                )
+
+
 # --- anonymised tables and the purge order -------------------------------------------------------
 
 
@@ -305,6 +331,12 @@ async def test_each_product_purges_children_before_the_rows_they_reference(
             # Products are purged in parallel: a reference across products could break either.
             assert child_product == parent_product, f"{child} -> {parent} crosses products"
             assert child_index < parent_index, f"{parent} is purged before {child}"
+            # Tables declared `together` are purged at the same time: never a child and its
+            # parent (the parent's delete would fail on a child row not yet purged).
+            product = PRODUCTS_BY_NAME[child_product]
+            assert product.stage_start(child_index) != product.stage_start(parent_index), (
+                f"{child} -> {parent} are declared together"
+            )
             checked += 1
         # A kept table must not point at purged rows: the delete would fail or leave it dangling.
         assert not (child in RETAINED_TABLES and parent in position), f"{child} -> {parent}"

@@ -332,21 +332,21 @@ async def test_a_resumed_purge_goes_back_to_a_passed_table_that_still_holds_rows
     the resumed purge starts at table 0, so that no child row is left to block its parent's
     delete. Nothing is left, and every row is counted once."""
     account_id = await _account(pool)
-    seeded = (await seed_every_table(pool, account_id, n=4))["networking"]
-    product = PRODUCTS_BY_NAME["networking"]
-    assert [t.table for t in product.tables] == ["elastic_ips", "load_balancers"]
+    seeded = (await seed_every_table(pool, account_id, n=4))["dns"]
+    product = PRODUCTS_BY_NAME["dns"]
+    assert [t.table for t in product.tables] == ["dns_records", "dns_zones"]
     heartbeats: list[int] = []
 
     receipt = await purge(
-        pool, account_id, "networking", batch_size=3, env=_env([1], heartbeats=heartbeats)
+        pool, account_id, "dns", batch_size=3, env=_env([1], heartbeats=heartbeats)
     )
 
     # One pass from table 0 (3 + 1 rows), then table 1 (3 + 1 rows).
     assert heartbeats == [0, 0, 1, 1]
     assert _rows(receipt) == seeded
     assert receipt.verified_clean
-    assert await _count(pool, "elastic_ips", account_id) == 0
-    assert await _count(pool, "load_balancers", account_id) == 0
+    assert await _count(pool, "dns_records", account_id) == 0
+    assert await _count(pool, "dns_zones", account_id) == 0
 
 
 async def test_a_short_purge_sends_no_heartbeat(pool: asyncpg.Pool) -> None:
@@ -378,9 +378,7 @@ async def test_a_purge_heartbeats_within_a_quarter_of_its_heartbeat_timeout(
     env = _env(heartbeats=heartbeats)
     env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(milliseconds=4))
 
-    await purge(
-        pool, account_id, "networking", batch_size=1, env=env, heartbeat_after=timedelta(hours=1)
-    )
+    await purge(pool, account_id, "dns", batch_size=1, env=env, heartbeat_after=timedelta(hours=1))
 
     assert heartbeats, "no heartbeat though the quiet start exceeded the heartbeat timeout"
     assert heartbeats[-1] == 1

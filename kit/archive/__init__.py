@@ -22,9 +22,16 @@ async def run_archive_worker(
     database_url: str,
     *,
     batch_size: int = 5000,
+    batch_budget: timedelta | None = None,
     shutdown: timedelta = timedelta(seconds=30),
 ) -> None:
     """Creates the archive's schema if missing and serves its purge until SIGTERM/SIGINT."""
     await run_product_worker(
-        client, database_url, ARCHIVE, schema=SCHEMA, batch_size=batch_size, shutdown=shutdown
+        client,
+        database_url,
+        ARCHIVE,
+        schema=SCHEMA,
+        batch_size=batch_size,
+        batch_budget=batch_budget,
+        shutdown=shutdown,
     )

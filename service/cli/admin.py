@@ -53,6 +53,7 @@ async def _product_worker(settings: Settings, product: str) -> None:
         client,
         database_url,
         batch_size=settings.purge_batch_size,
+        batch_budget=settings.purge_batch_budget,
         shutdown=timedelta(seconds=settings.worker_shutdown_seconds),
     )
 

@@ -112,8 +112,8 @@ def webhook_worker_env(
 ) -> dict[str, str]:
     """The environment of a `worker_process` on the client's server and namespace, serving
     `task_queue` on the database at `database_url` and delivering to `gateway` (signed with its
-    secret): purges go in batches of `batch_size` rows, SIGTERM gives running activities
-    `shutdown_seconds`."""
+    secret): purges go in batches of exactly `batch_size` rows (PURGE_BATCH_SECONDS 0), SIGTERM
+    gives running activities `shutdown_seconds`."""
     return {
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "TEMPORAL_NAMESPACE": client.namespace,
@@ -124,6 +124,7 @@ def webhook_worker_env(
         "NOTIFY_WEBHOOK_URL": gateway.url,
         "NOTIFY_WEBHOOK_SECRET": gateway.secret,
         "PURGE_BATCH_SIZE": str(batch_size),
+        "PURGE_BATCH_SECONDS": "0",
         "WORKER_SHUTDOWN_SECONDS": str(shutdown_seconds),
         **more,
     }
