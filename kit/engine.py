@@ -174,17 +174,26 @@ class PurgeEngine:
         )
 
     async def probe(self, product: KitProduct, account_id: str) -> dict[str, int]:
-        """Read-only: what of the account is still in the product's tables, by table."""
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            left: dict[str, int] = {}
-            if product.tables:
-                counts = await conn.fetchrow(product.probe_sql, account_id)
-                assert counts is not None
-                left = {name: int(count) for name, count in counts.items() if count}
-            for step in product.custom:
-                if count := await step.remaining(conn, account_id):
-                    left[step.table] = count
-        return left
+        """Read-only: what of the account is still in the product's tables, by table. The
+        declared tables are counted by one statement (one snapshot); custom steps add theirs
+        in a read-only transaction with it."""
+        async with self._pool.acquire() as conn:
+            if not product.custom:
+                return await self._count_left(conn, product, account_id)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                left = await self._count_left(conn, product, account_id)
+                for step in product.custom:
+                    if count := await step.remaining(conn, account_id):
+                        left[step.table] = count
+                return left
+
+    @staticmethod
+    async def _count_left(conn: Connection, product: KitProduct, account_id: str) -> dict[str, int]:
+        if not product.tables:
+            return {}
+        counts = await conn.fetchrow(product.probe_sql, account_id)
+        assert counts is not None
+        return {name: int(count) for name, count in counts.items() if count}
 
     async def rows_counted(self, account_id: str, product: str) -> int:
         """The rows the product's purges of the account have counted so far."""
