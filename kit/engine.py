@@ -259,20 +259,22 @@ class PurgeEngine:
         progress: tuple[str, str, str],
         size: BatchSize,
     ) -> None:
-        # One connection for the table's batches (each still its own transaction), its two
-        # statements prepared on it once.
+        # One connection for the table's batches (each still its own transaction). Its two
+        # statements come from the connection's statement cache: prepared once per connection
+        # for every purge it serves (`conn.prepare` would parse them again each time).
         async with self._pool.acquire() as conn:
-            first = await conn.prepare(table.batch_sql)
-            following: asyncpg.prepared_stmt.PreparedStatement | None = None
             last: object = None  # the last key purged: the next batch starts after it
             while True:
                 limit = size.rows
                 started = time.monotonic()
                 if last is None:
-                    batch = await first.fetchrow(request.account_id, limit, *progress)
+                    batch = await conn.fetchrow(
+                        table.batch_sql, request.account_id, limit, *progress
+                    )
                 else:
-                    following = following or await conn.prepare(table.next_batch_sql)
-                    batch = await following.fetchrow(request.account_id, limit, *progress, last)
+                    batch = await conn.fetchrow(
+                        table.next_batch_sql, request.account_id, limit, *progress, last
+                    )
                 assert batch is not None
                 rows = int(batch["rows"])
                 size.took(rows, time.monotonic() - started)
