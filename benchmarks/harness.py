@@ -10,17 +10,18 @@ import os
 import platform
 import re
 import statistics
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Worker
 
 from activities.notify import Message
-from benchmarks.bare import BareActivities, BareDeletion, BareResult
+from benchmarks.bare import BareActivities, BareDeletion, BareRequest, BareResult
 from benchmarks.stack import Stack
 from contract.models import DeletionReceipt, SubmitCodeInput
 from contract.names import workflow_id_for
@@ -128,6 +129,20 @@ async def bare_worker(stack: Stack, relay: Relay) -> AsyncIterator[Worker]:
 
 def bare_workflow_id(account_id: str) -> str:
     return f"bare-deletion-{account_id}"
+
+
+async def bare_history(stack: Stack, relay: Relay, prefix: str) -> WorkflowHistory:
+    """One bare run, to its end, and its history (the baseline of counted benchmarks)."""
+    account_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    async with bare_worker(stack, relay):
+        handle = await stack.client.start_workflow(
+            BareDeletion.run,
+            BareRequest(account_id=account_id),
+            id=bare_workflow_id(account_id),
+            task_queue=bare_task_queue(stack),
+        )
+        await handle.result()
+    return await handle.fetch_history()
 
 
 def saga_handle(stack: Stack, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:

@@ -9,19 +9,16 @@ workflow tasks, when parallel purges finish at different moments.
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from benchmarks.bare import BareDeletion, BareRequest
 from benchmarks.harness import (
     Relay,
     Report,
-    bare_task_queue,
-    bare_worker,
+    bare_history,
     bare_workflow_id,
     saga_handle,
     saga_worker,
@@ -195,13 +192,4 @@ def _columns(shape: Shape) -> list[int]:
 
 
 async def _bare_shape(stack: Stack, relay: Relay) -> Shape:
-    account_id = f"history-{uuid.uuid4().hex[:12]}"
-    async with bare_worker(stack, relay):
-        handle = await stack.client.start_workflow(
-            BareDeletion.run,
-            BareRequest(account_id=account_id),
-            id=bare_workflow_id(account_id),
-            task_queue=bare_task_queue(stack),
-        )
-        await handle.result()
-    return Shape.of(await handle.fetch_history())
+    return Shape.of(await bare_history(stack, relay, "history"))

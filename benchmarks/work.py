@@ -13,7 +13,6 @@ same but for workflow tasks (timing: purges finishing together share one).
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -22,11 +21,9 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from benchmarks.bare import BareDeletion, BareRequest
 from benchmarks.harness import (
     Report,
-    bare_task_queue,
-    bare_worker,
+    bare_history,
     bare_workflow_id,
     saga_handle,
     saga_worker,
@@ -147,13 +144,5 @@ async def _saga_work(stack: Stack, size: Size) -> Work:
 
 
 async def _bare_work(stack: Stack) -> Work:
-    account_id = f"work-{uuid.uuid4().hex[:12]}"
-    async with bare_worker(stack, signalling(stack, bare_workflow_id)):
-        handle = await stack.client.start_workflow(
-            BareDeletion.run,
-            BareRequest(account_id=account_id),
-            id=bare_workflow_id(account_id),
-            task_queue=bare_task_queue(stack),
-        )
-        await handle.result()
-    return Work.of(await handle.fetch_history(), Counter())
+    relay = signalling(stack, bare_workflow_id)
+    return Work.of(await bare_history(stack, relay, "work"), Counter())
