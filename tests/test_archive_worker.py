@@ -150,7 +150,7 @@ async def test_a_killed_archive_worker_is_resumed_by_the_next_with_exact_counts(
     archive = await _archive_pool(archive_url)
     try:
         seeded = await seed_archive(
-            archive, account_id, ArchiveData(vaults=2, objects=80_000, log_lines=2_000)
+            archive, account_id, ArchiveData(vaults=2, objects=250_000, log_lines=2_000)
         )
         total = sum(seeded.values())
         env = {
