@@ -126,12 +126,11 @@ async def _watch(d: DeletionClient, pool: asyncpg.Pool, a: argparse.Namespace) -
             progress = await _purge_counts(pool, status)
             note = ""
         except transient as error:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Ctrl-C cancelled a call in flight, which may surface as its own error (an
-                # RPC CANCELLED): stop watching, never retry.
-                raise asyncio.CancelledError from error
             note = f"\n(status unavailable: {type(error).__name__}: {error}; trying again)"
+        if (task := asyncio.current_task()) is not None and task.cancelling():
+            # Ctrl-C cancelled a call in flight, which may surface as its own error (an RPC
+            # CANCELLED) or as none: stop watching, never go round again.
+            raise asyncio.CancelledError
     if terminal:
         sys.stdout.write(CLEAR_SCREEN)
     elif shown is not None:
