@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -55,4 +56,10 @@ async def database(settings: Settings) -> AsyncIterator[Any]:
     try:
         yield pool
     finally:
-        await pool.close()
+        # A command interrupted (Ctrl-C) while a connection was being opened or used may
+        # leave one never released: close gracefully for a while, then terminate, so that a
+        # command always ends.
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5)
+        except TimeoutError:
+            pool.terminate()
