@@ -68,6 +68,9 @@ PURGE_BATCH_SIZE = 10
 """Since a batch is one statement, batches of 100 went so fast that a kill meant for the middle
 of the purges landed after their end (the third kill of a CI run on d94d26c)."""
 
+FLEET_ACTIVITIES = 100
+"""Activities the worker runs at once: more than the purges of all DELETIONS together."""
+
 PURGING_OR_LATER = {Stage.PURGING, Stage.PURGE_BLOCKED, Stage.RELEASING_IDENTIFIERS, Stage.DELETED}
 PAST_VERIFICATION = {Stage.FREEZING} | PURGING_OR_LATER
 
@@ -113,6 +116,10 @@ def worker_env(
         batch_size=PURGE_BATCH_SIZE,
         shutdown_seconds=2,
         LOG_FORMAT="json",
+        # Every deletion's activities at once: with 20 slots, the purges of the first
+        # deletions took them all and the last ones waited to freeze until those were over.
+        WORKER_MAX_CONCURRENT_ACTIVITIES=str(FLEET_ACTIVITIES),
+        DATABASE_POOL_SIZE=str(FLEET_ACTIVITIES // 2),
     )
 
 
@@ -163,22 +170,36 @@ class Fleet:
 
     async def confirm(self, timeout: float = 120) -> None:
         """Each user types the latest code that reached them until their deletion is past
-        verification (a code replaced by a retried delivery is simply typed again)."""
+        verification (a code replaced by a retried delivery is simply typed again).
+
+        No code is typed before every user has one, so that the deletions reach their purges
+        together: typed as each arrived, the first purges were over before the last began,
+        and the kills meant for the middle of the purges landed at their end."""
         typed: dict[str, set[str]] = {account_id: set() for account_id in self.accounts}
         async with asyncio.timeout(timeout):
+            while not all(self.gateway.codes_for(account_id) for account_id in self.accounts):
+                await asyncio.sleep(0.05)
             while waiting := [
                 account_id
                 for account_id, stage in (await self.stages()).items()
                 if stage not in PAST_VERIFICATION
             ]:
-                for account_id in waiting:
-                    codes = self.gateway.codes_for(account_id)
-                    if codes and codes[-1] not in typed[account_id]:
-                        await self.handle(account_id).signal(
-                            AccountDeletion.submit_verification_code,
-                            SubmitCodeInput(code=codes[-1]),
+                to_type = {
+                    account_id: codes[-1]
+                    for account_id in waiting
+                    if (codes := self.gateway.codes_for(account_id))
+                    and codes[-1] not in typed[account_id]
+                }
+                await asyncio.gather(
+                    *(
+                        self.handle(account_id).signal(
+                            AccountDeletion.submit_verification_code, SubmitCodeInput(code=code)
                         )
-                        typed[account_id].add(codes[-1])
+                        for account_id, code in to_type.items()
+                    )
+                )
+                for account_id, code in to_type.items():
+                    typed[account_id].add(code)
                 await asyncio.sleep(0.1)
 
     def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
@@ -228,6 +249,7 @@ class Fleet:
         that moment are purged: a point inside the purges, whatever came before."""
         await wait_until(self.all_purging, "every deletion purging", timeout)
         before = await self.purged()
+        logger.info("every deletion purging, %d of %d rows purged", before, self.total)
         target = before + fraction * (self.total - before)
         await wait_until(
             functools.partial(self.purged_at_least, target),
