@@ -259,27 +259,36 @@ class PurgeEngine:
         progress: tuple[str, str, str],
         size: BatchSize,
     ) -> None:
-        # One connection for the table's batches (each still its own transaction). Its two
-        # statements come from the connection's statement cache: prepared once per connection
-        # for every purge it serves (`conn.prepare` would parse them again each time).
+        # One connection for the table's batches. Each batch is two statements: its bound
+        # (read only), then the purge of the range with its count (one statement, so one
+        # transaction). Both come from the connection's statement cache: prepared once per
+        # connection for every purge it serves (`conn.prepare` would parse them each time).
+        first = (table.bound_sql(after_last=False), table.range_sql(after_last=False))
+        following = (table.bound_sql(after_last=True), table.range_sql(after_last=True))
         async with self._pool.acquire() as conn:
             last: object = None  # the last key purged: the next batch starts after it
             while True:
                 limit = size.rows
                 started = time.monotonic()
                 if last is None:
-                    batch = await conn.fetchrow(
-                        table.batch_sql, request.account_id, limit, *progress
+                    upper = await conn.fetchval(first[0], request.account_id, limit)
+                    rows = (
+                        0
+                        if upper is None
+                        else await conn.fetchval(first[1], request.account_id, upper, *progress)
                     )
                 else:
-                    batch = await conn.fetchrow(
-                        table.next_batch_sql, request.account_id, limit, *progress, last
+                    upper = await conn.fetchval(following[0], request.account_id, limit, last)
+                    rows = (
+                        0
+                        if upper is None
+                        else await conn.fetchval(
+                            following[1], request.account_id, upper, *progress, last
+                        )
                     )
-                assert batch is not None
-                rows = int(batch["rows"])
                 size.took(rows, time.monotonic() - started)
-                if rows:
-                    last = batch["last"]
+                if upper is not None:
+                    last = upper
                 beat(index)
                 if rows < limit:
                     return

@@ -184,16 +184,22 @@ async def test_every_composed_statement_is_valid_sql_for_the_schema(pool: asyncp
     async with pool.acquire() as conn, conn.transaction():
         for product in PRODUCTS:
             for table in product.tables:
-                first = await conn.prepare(table.batch_sql)
+                bound = await conn.prepare(table.bound_sql(after_last=False))
+                assert [t.name for t in bound.get_parameters()] == ["text", "int8"], table.table
+                assert await bound.fetchval(account.account_id, 100) is None
+                key_type = bound.get_attributes()[0].type.name
+                following = await conn.prepare(table.bound_sql(after_last=True))
+                parameters = [t.name for t in following.get_parameters()]
+                assert parameters == ["text", "int8", key_type], table.table
+                first = await conn.prepare(table.range_sql(after_last=False))
                 parameters = [t.name for t in first.get_parameters()]
-                assert parameters == ["text", "int8", "text", "text", "text"], table.table
-                assert [a.name for a in first.get_attributes()] == ["rows", "last"]
+                assert parameters == ["text", key_type, "text", "text", "text"], table.table
+                assert [a.name for a in first.get_attributes()] == ["n"]
                 progress = (product.name, table.table, table.method.value)
-                nothing = await first.fetchrow(account.account_id, 100, *progress)
-                assert nothing is not None and (nothing["rows"], nothing["last"]) == (0, None)
-                following = await conn.prepare(table.next_batch_sql)
-                key_type = [t.name for t in following.get_parameters()][5]
-                assert key_type == first.get_attributes()[1].type.name, table.table
+                nothing = await first.fetchval(account.account_id, None, *progress)
+                assert nothing == 0
+                next_range = await conn.prepare(table.range_sql(after_last=True))
+                assert [t.name for t in next_range.get_parameters()][5] == key_type, table.table
                 statements += 1
                 probe = await conn.prepare(table.probe_sql)
                 assert [t.name for t in probe.get_parameters()] == ["text"], table.table
@@ -301,7 +307,7 @@ async def test_anonymised_tables_keep_the_record_and_can_clear_what_identifies_t
                 assert cols[column]["is_nullable"] == "YES", f"{table.table}.{column} not null"
                 assert column not in (table.key, "account_id")
             # What the record is kept for stays: it is an update, never a delete.
-            for sql in (table.batch_sql, table.next_batch_sql):
+            for sql in (table.range_sql(after_last=False), table.range_sql(after_last=True)):
                 assert f"(update {table.table} set " in sql
                 assert "delete" not in sql
     bills = next(t for t in anonymised if t.table == "bills")
