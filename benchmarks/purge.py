@@ -71,6 +71,10 @@ class Measured:
     """The purged account's largest share of a table it had rows in, before the purge."""
     longest_query: str = ""
     """What the longest transaction was running when last sampled."""
+    waits_s: tuple[float, ...] = ()
+    """The saga's purge activities: each one's time from scheduled to started."""
+    runs_s: tuple[float, ...] = ()
+    """The same: each one's time from started to completed."""
 
     @property
     def rows_per_s(self) -> float:
@@ -126,6 +130,13 @@ async def run(stack: Stack, size: Size) -> Report:
         f" rows each per big table (seeded in {seeding_s:.0f} s): share <= {MAX_SHARE:.0%}",
         f"the saga's longest transaction ({slowest.longest_transaction_s:.3f} s) ran:"
         f" {slowest.longest_query}",
+        "the saga's purge activities by run (scheduled to started; started to completed,"
+        " median and longest): "
+        + "; ".join(
+            f"{max(m.waits_s) * 1000:.0f} ms at most;"
+            f" {median(list(m.runs_s)) * 1000:.0f} and {max(m.runs_s) * 1000:.0f} ms"
+            for m in saga
+        ),
         "plain DELETE plans (tables by innermost scan; the full plans in the JSON line): "
         + ", ".join(f"{node} x{n}" for node, n in Counter(map(_scan_kind, plans.values())).items()),
     ]
@@ -261,17 +272,26 @@ async def _saga_purge(stack: Stack, size: Size) -> Measured:
         receipt = await handle.result()
     if receipt.outcome is not Stage.DELETED:
         raise RuntimeError(f"the deletion ended {receipt.outcome}")
-    scheduled: list[datetime] = []
-    completed: list[datetime] = []
-    purge_events: set[int] = set()
+    scheduled: dict[int, datetime] = {}
+    started: dict[int, datetime] = {}
+    completed: dict[int, datetime] = {}
     async for event in handle.fetch_history_events():
+        at = event.event_time.ToDatetime()
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             if event.activity_task_scheduled_event_attributes.activity_type.name == "purge_product":
-                purge_events.add(event.event_id)
-                scheduled.append(event.event_time.ToDatetime())
+                scheduled[event.event_id] = at
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            if (
+                key := event.activity_task_started_event_attributes.scheduled_event_id
+            ) in scheduled:
+                started[key] = at
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            if event.activity_task_completed_event_attributes.scheduled_event_id in purge_events:
-                completed.append(event.event_time.ToDatetime())
-    seconds = (max(completed) - min(scheduled)).total_seconds()
+            if (
+                key := event.activity_task_completed_event_attributes.scheduled_event_id
+            ) in scheduled:
+                completed[key] = at
+    seconds = (max(completed.values()) - min(scheduled.values())).total_seconds()
     rows = sum(product.rows for product in receipt.products)
-    return Measured(rows, seconds, sampler.longest, share, sampler.query)
+    waits = tuple((started[k] - scheduled[k]).total_seconds() for k in sorted(started))
+    runs = tuple((completed[k] - started[k]).total_seconds() for k in sorted(started))
+    return Measured(rows, seconds, sampler.longest, share, sampler.query, waits, runs)
