@@ -266,29 +266,21 @@ class PurgeEngine:
         first = (table.bound_sql(after_last=False), table.range_sql(after_last=False))
         following = (table.bound_sql(after_last=True), table.range_sql(after_last=True))
         async with self._pool.acquire() as conn:
-            last: object = None  # the last key purged: the next batch starts after it
+            # (the last key purged,), after which the next batch starts; () before the first.
+            last: tuple[object, ...] = ()
             while True:
                 limit = size.rows
                 started = time.monotonic()
-                if last is None:
-                    upper = await conn.fetchval(first[0], request.account_id, limit)
-                    rows = (
-                        0
-                        if upper is None
-                        else await conn.fetchval(first[1], request.account_id, upper, *progress)
-                    )
-                else:
-                    upper = await conn.fetchval(following[0], request.account_id, limit, last)
-                    rows = (
-                        0
-                        if upper is None
-                        else await conn.fetchval(
-                            following[1], request.account_id, upper, *progress, last
-                        )
-                    )
+                bound_sql, range_sql = following if last else first
+                upper = await conn.fetchval(bound_sql, request.account_id, limit, *last)
+                rows = (
+                    0
+                    if upper is None
+                    else await conn.fetchval(range_sql, request.account_id, upper, *progress, *last)
+                )
                 size.took(rows, time.monotonic() - started)
                 if upper is not None:
-                    last = upper
+                    last = (upper,)
                 beat(index)
                 if rows < limit:
                     return
