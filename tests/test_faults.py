@@ -65,8 +65,8 @@ OBJECTS, RECORDS, ACCESS_LOGS = 1_500, 800, 700
 """Residual rows of each account: with batches of PURGE_BATCH_SIZE the purges take seconds,
 not moments, so that faults land inside them."""
 PURGE_BATCH_SIZE = 10
-"""Since a batch is one statement, batches of 100 went so fast that a kill meant for the middle
-of the purges landed after their end (the third kill of a CI run on d94d26c)."""
+"""Batches of 100 went so fast that a kill meant for the middle of the purges landed after
+their end (the third kill of a CI run on d94d26c)."""
 
 FLEET_ACTIVITIES = 100
 """Activities the worker runs at once: more than the purges of all DELETIONS together."""
@@ -177,8 +177,7 @@ class Fleet:
         and the kills meant for the middle of the purges landed at their end."""
         typed: dict[str, set[str]] = {account_id: set() for account_id in self.accounts}
         async with asyncio.timeout(timeout):
-            while not all(self.gateway.codes_for(account_id) for account_id in self.accounts):
-                await asyncio.sleep(0.05)
+            await wait_until(self.every_code_arrived, "a code for every user", timeout)
             while waiting := [
                 account_id
                 for account_id, stage in (await self.stages()).items()
@@ -201,6 +200,9 @@ class Fleet:
                 for account_id, code in to_type.items():
                     typed[account_id].add(code)
                 await asyncio.sleep(0.1)
+
+    async def every_code_arrived(self) -> bool:
+        return all(self.gateway.codes_for(account_id) for account_id in self.accounts)
 
     def handle(self, account_id: str) -> WorkflowHandle[AccountDeletion, DeletionReceipt]:
         return self.client.get_workflow_handle_for(AccountDeletion.run, workflow_id_for(account_id))
